@@ -1,0 +1,26 @@
+# Two commands on a fresh machine with Python 3.8-3.11 and make:
+#   make demo   virtual environment + package with extras + the seed example
+#   make test   the same set-up + the test suite (slow tests: make test-slow)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,examples]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/ode_seed.py --plot ode_seed.png
+
+test: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests
+
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m slow --runslow tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

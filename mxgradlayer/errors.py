@@ -1,0 +1,43 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""Exceptions raised by mxgradlayer, each saying what is wrong and what to do."""
+
+__all__ = ['MXGradLayerError', 'UnsupportedOperatorError', 'SampleCouplingError',
+           'InputSpecError']
+
+
+class MXGradLayerError(Exception):
+    """Base class of every error mxgradlayer raises on purpose."""
+
+
+class UnsupportedOperatorError(MXGradLayerError, NotImplementedError):
+    """An operator on the path from a differentiated input to an output has no rule.
+
+    Raised when a derivative block is built for a network (its first call), never
+    later during training, and never replaced by a number.
+    """
+
+    def __init__(self, op, node, mode, detail=''):
+        self.op, self.node, self.mode = op, node, mode
+        where = f" in node '{node}'" if node else ''
+        extra = f' ({detail})' if detail else ''
+        super().__init__(
+            f"mxgradlayer has no {mode} rule for operator '{op}'{where}{extra}. "
+            f"The derivative of this network cannot be formed exactly, so it is refused. "
+            f"See mxgradlayer.supported_ops() for the covered operators, or "
+            f"mxgradlayer.check(net, *inputs) for a per-node report.")
+
+
+class SampleCouplingError(MXGradLayerError):
+    """A per-sample block met an operator that mixes the samples of a batch."""
+
+    def __init__(self, op, node, why):
+        super().__init__(
+            f"Operator '{op}' in node '{node}' mixes samples of the batch ({why}); "
+            f"per-sample blocks (Jacobian, Hessian, Laplacian, Divergence, JVP with "
+            f"several directions) assume that sample i of the output depends only on "
+            f"sample i of the input. Use InputGradient, VJP or HVP, which compute exact "
+            f"total derivatives of the summed output, or remove the coupling.")
+
+
+class InputSpecError(MXGradLayerError, ValueError):
+    """The inputs given to a derivative block do not fit it (count, rank, dtype, wrt)."""

@@ -1,0 +1,164 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""The single table of derivative rules, keyed by MXNet operator name.
+
+Every rule receives ``(c, eqn, xs, ans, ...)``: ``c`` is the `RuleContext` (``c.F`` is
+``mx.nd`` or ``mx.sym``, ``c.K`` the number of tangents folded into the batch axis),
+``eqn`` the `Eqn` record (parsed ``attrs``, static shapes), ``xs`` the primal inputs,
+``ans`` the primal outputs (a list).  Then:
+
+* ``jvp(c, eqn, xs, ans, ts)``: ``ts`` has one tangent per input (``None`` = zero);
+  returns one tangent per output (``None`` = zero).
+* ``vjp(c, eqn, xs, ans, gs)``: ``gs`` has one cotangent per output (``None`` = zero);
+  returns one cotangent per input (``None`` = zero or not differentiated).
+* ``curvature(c, eqn, xs, ans, ts)``: for the forward Laplacian, the second-order term
+  sum_k D^2 f(x)[t_k, t_k] per output; a rule without one is linear in its inputs.
+
+Tangents and cotangents are batched by folding: ``K`` directions of a tensor of shape
+(B, *s) are one tensor of shape (K*B, *s), direction-major.  Operators that act on each
+sample alone then apply unchanged to it; rules only re-broadcast primal factors
+(`RuleContext.scale`).  Rules emit only operators that are themselves in this table, so
+every derived graph can be differentiated again (tests/test_closure.py checks it).
+"""
+from .errors import UnsupportedOperatorError, SampleCouplingError
+from .graph import apply_op
+
+__all__ = ['Rule', 'RULES', 'defrule', 'def_elementwise', 'def_zero', 'def_linear',
+           'supported_ops', 'lookup', 'RuleContext', 'ZERO_DERIVATIVE_OPS', 'PRIMALS']
+
+
+class Rule:
+    """The derivative rules of one operator (or one ``act_type`` of it)."""
+    __slots__ = ('jvp', 'vjp', 'curvature', 'linear', 'diff_args', 'doc')
+
+    def __init__(self, jvp, vjp, curvature=None, linear=False, diff_args=None, doc=''):
+        self.jvp, self.vjp, self.curvature = jvp, vjp, curvature
+        self.linear, self.diff_args, self.doc = linear, diff_args, doc
+
+
+RULES = {}
+ZERO_DERIVATIVE_OPS = set()
+# Operators whose MXNet kernel is replaced by primitives when the graph is re-applied:
+# MXNet's LeakyReLU variants compute in float32 on float64 data, and its SELU backward
+# is wrong for x < 0, so their values and parameter gradients come from primitives.
+PRIMALS = {}
+
+
+def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc=''):
+    """Register the rules of ``op``; ``op`` may be ``'Activation:tanh'``-style."""
+    RULES[op] = Rule(jvp, vjp, curvature, linear, diff_args, doc)
+
+
+def def_elementwise(op, d1, d2, doc=''):
+    """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x), ``d2`` is f''(x)."""
+    def jvp(c, eqn, xs, ans, ts):
+        return [c.scale(ts[0], d1(c.F, xs[0], ans[0], eqn.attrs))]
+
+    def vjp(c, eqn, xs, ans, gs):
+        return [c.scale(gs[0], d1(c.F, xs[0], ans[0], eqn.attrs))]
+
+    def curvature(c, eqn, xs, ans, ts):
+        if d2 is None:
+            return [None]
+        return [c.F.elemwise_mul(d2(c.F, xs[0], ans[0], eqn.attrs),
+                                 c.sum_directions(c.F.square(ts[0])))]
+    defrule(op, jvp, vjp, curvature, doc=doc)
+
+
+def def_linear(op, transpose, jvp=None, doc=''):
+    """An operator linear in its data input(s): the JVP re-applies it to the tangents."""
+    def same(c, eqn, xs, ans, ts):
+        if all(t is None for t in ts):
+            return [None] * eqn.num_outputs
+        ts = [c.zeros_tangent(x, eqn.in_shapes[i]) if t is None else t
+              for i, (x, t) in enumerate(zip(xs, ts))]
+        return c.apply(eqn, ts)
+    defrule(op, jvp or same, transpose, None, linear=True, doc=doc)
+
+
+def _zero_jvp(c, eqn, xs, ans, ts):
+    return [None] * eqn.num_outputs
+
+
+def _zero_vjp(c, eqn, xs, ans, gs):
+    return [None] * len(xs)
+
+
+def def_zero(*ops):
+    """Piecewise-constant operators (sign, comparisons, *_like): derivative zero."""
+    for op in ops:
+        ZERO_DERIVATIVE_OPS.add(op)
+        defrule(op, _zero_jvp, _zero_vjp, None, linear=True, doc='piecewise constant')
+
+
+_DISPATCH_ATTR = {'Activation': 'act_type', 'LeakyReLU': 'act_type'}
+
+
+def rule_key(eqn):
+    attr = _DISPATCH_ATTR.get(eqn.op)
+    if attr is None:
+        return eqn.op
+    default = 'leaky' if eqn.op == 'LeakyReLU' else None
+    return f'{eqn.op}:{eqn.attrs.get(attr, default)}'
+
+
+def lookup(eqn, mode):
+    """The rule for ``eqn``, or an `UnsupportedOperatorError` naming op, node and mode."""
+    rule = RULES.get(rule_key(eqn))
+    if rule is None or (mode == 'forward-Laplacian' and rule.curvature is None
+                        and not rule.linear):
+        raise UnsupportedOperatorError(rule_key(eqn), eqn.name, mode)
+    return rule
+
+
+def supported_ops():
+    """Sorted list of the operators (``Op`` or ``Op:act_type``) that have rules."""
+    return sorted(RULES)
+
+
+class RuleContext:
+    """What a rule may use besides ``F``: folding helpers for ``K`` batched directions."""
+
+    def __init__(self, F, K, per_sample=None):
+        self.F, self.K = F, K
+        # per-sample blocks need sample-local operators even for one direction
+        self.per_sample = K > 1 if per_sample is None else per_sample
+
+    def apply(self, eqn, inputs, **overrides):
+        attrs = dict(eqn.raw_attrs)
+        attrs.update({k: str(v) for k, v in overrides.items()})
+        return apply_op(self.F, eqn.op, inputs, attrs)
+
+    def op(self, name, *inputs, **attrs):
+        return apply_op(self.F, name, inputs, attrs)[0]
+
+    def scale(self, t, d, broadcast=False):
+        """Multiply folded directions ``t`` (K*B, *s) by a primal factor ``d`` (B, *s).
+
+        ``broadcast``: the two may differ in shape by numpy broadcasting (same rank).
+        """
+        if t is None:
+            return None
+        F = self.F
+        if self.K == 1:
+            return F.broadcast_mul(t, d) if broadcast else F.elemwise_mul(t, d)
+        unfolded = F.reshape(t, shape=(-4, self.K, -1, -2))
+        return F.reshape(F.broadcast_mul(unfolded, F.expand_dims(d, axis=0)), shape=(-3, -2))
+
+    def sum_directions(self, t):
+        """Sum folded directions (K*B, *s) -> (B, *s)."""
+        if self.K == 1:
+            return t
+        return self.F.sum(self.F.reshape(t, shape=(-4, self.K, -1, -2)), axis=0)
+
+    def zeros_tangent(self, x, shape):
+        """A zero tangent for primal ``x`` in folded layout."""
+        z = self.F.zeros_like(x)
+        if self.K == 1:
+            return z
+        return self.F.reshape(self.F.broadcast_axis(self.F.expand_dims(z, axis=0), axis=0,
+                                                    size=self.K), shape=(-3, -2))
+
+    def coupling(self, eqn, why):
+        """Refuse an operator that mixes samples, in a per-sample computation."""
+        if self.per_sample:
+            raise SampleCouplingError(eqn.op, eqn.name, why)

@@ -1,0 +1,65 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""Helpers shared by the rule families: broadcasting, reshaping back, folding primal factors."""
+
+__all__ = ['unbroadcast', 'broadcast_tangent', 'reshape_to', 'tile_primal', 'neg', 'add']
+
+
+def neg(F, x):
+    return None if x is None else x * -1.0
+
+
+def add(F, a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return F.elemwise_add(a, b)
+
+
+def unbroadcast(c, eqn, g, in_shape, out_shape):
+    """Sum cotangent ``g`` (of ``out_shape``) down to ``in_shape`` (numpy broadcasting)."""
+    if g is None or tuple(in_shape) == tuple(out_shape):
+        return g
+    lead = len(out_shape) - len(in_shape)
+    keep = tuple(i + lead for i, d in enumerate(in_shape)
+                 if d == 1 and out_shape[i + lead] != 1)
+    if lead or any(out_shape[a] is None for a in keep):
+        c.coupling(eqn, 'a per-sample operand is broadcast along the batch axis')
+    if keep:
+        g = c.F.sum(g, axis=keep, keepdims=True)
+    if lead:
+        g = c.F.sum(g, axis=tuple(range(lead)))
+    return g
+
+
+def broadcast_tangent(c, eqn, t, in_shape, out_shape, ans):
+    """Broadcast tangent ``t`` of an operand of ``in_shape`` to the output ``ans``."""
+    if t is None or tuple(in_shape) == tuple(out_shape):
+        return t
+    F = c.F
+    if c.K == 1:
+        for _ in range(len(out_shape) - len(in_shape)):
+            t = F.expand_dims(t, axis=0)
+        return F.broadcast_like(t, ans)
+    if len(in_shape) != len(out_shape):
+        c.coupling(eqn, 'an operand without batch axis depends on the input')
+    axes = tuple(i for i, d in enumerate(in_shape) if d == 1 and out_shape[i] != 1)
+    if any(out_shape[a] is None for a in axes):
+        c.coupling(eqn, 'a batch-independent operand depends on the input')
+    return F.broadcast_axis(t, axis=axes, size=tuple(out_shape[a] for a in axes))
+
+
+def reshape_to(c, g, x, x_shape):
+    """Reshape folded ``g`` to the folded shape of primal ``x``."""
+    if c.K == 1:
+        return c.F.reshape_like(g, x)
+    return c.F.reshape(g, shape=(-1,) + tuple(x_shape[1:]))
+
+
+def tile_primal(c, x):
+    """Repeat primal ``x`` (B, *s) for K folded directions: (K*B, *s)."""
+    if c.K == 1:
+        return x
+    F = c.F
+    return F.reshape(F.broadcast_axis(F.expand_dims(x, axis=0), axis=0, size=c.K),
+                     shape=(-3, -2))

@@ -1,0 +1,245 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""Arithmetic: elementwise and broadcast binary operators, scalar operators, clip, where.
+
+Binary operators are described by their partial derivatives (`_binary`): the JVP is
+da*ta + db*tb, the VJP (da*g, db*g) summed back to each operand's shape, and the
+forward-Laplacian curvature daa*S(ta^2) + 2 dab*S(ta tb) + dbb*S(tb^2), where S sums
+the folded directions.  ``None`` partials mean 1 (so addition emits no multiply).
+"""
+import math
+
+from ..registry import def_elementwise, def_linear, defrule
+from ._helpers import add, broadcast_tangent, neg, unbroadcast
+
+ONE, MINUS_ONE = 'one', 'minus_one'
+
+
+def _times(c, t, d, broadcast):
+    if t is None:
+        return None
+    if d is ONE:
+        return t
+    if d is MINUS_ONE:
+        return neg(c.F, t)
+    return c.scale(t, d, broadcast=broadcast)
+
+
+def _binary(op, partials, second=None, broadcast=False):
+    """Register a binary operator from ``partials(F, a, b, ans) -> (da, db)``.
+
+    ``second(F, a, b, ans) -> (daa, dab, dbb)`` (None entries are zero) enables the
+    forward Laplacian.
+    """
+    def jvp(c, eqn, xs, ans, ts):
+        a, b = xs
+        da, db = partials(c.F, a, b, ans[0])
+        out = eqn.out_shapes[0]
+        parts = [_times(c, broadcast_tangent(c, eqn, t, shp, out, ans[0]), d, broadcast)
+                 if t is not None else None
+                 for t, d, shp in ((ts[0], da, eqn.in_shapes[0]), (ts[1], db, eqn.in_shapes[1]))]
+        return [add(c.F, *parts)]
+
+    def vjp(c, eqn, xs, ans, gs):
+        a, b = xs
+        g = gs[0]
+        da, db = partials(c.F, a, b, ans[0])
+        out = eqn.out_shapes[0]
+        return [unbroadcast(c, eqn, _times(c, g, da, broadcast), eqn.in_shapes[0], out),
+                unbroadcast(c, eqn, _times(c, g, db, broadcast), eqn.in_shapes[1], out)]
+
+    def curvature(c, eqn, xs, ans, ts):
+        F = c.F
+        a, b = xs
+        daa, dab, dbb = second(F, a, b, ans[0])
+        out = eqn.out_shapes[0]
+        ta = broadcast_tangent(c, eqn, ts[0], eqn.in_shapes[0], out, ans[0])
+        tb = broadcast_tangent(c, eqn, ts[1], eqn.in_shapes[1], out, ans[0])
+        terms = []
+        for coef, u, v, k in ((daa, ta, ta, 1.0), (dab, ta, tb, 2.0), (dbb, tb, tb, 1.0)):
+            if coef is None or u is None or v is None:
+                continue
+            s = c.sum_directions(F.elemwise_mul(u, v))
+            terms.append(F.broadcast_mul(s, coef) * k if coef is not ONE else s * k)
+        if not terms:
+            return [None]
+        total = terms[0]
+        for t in terms[1:]:
+            total = F.elemwise_add(total, t)
+        return [total]
+
+    defrule(op, jvp, vjp, curvature if second else None, linear=second is None)
+
+
+def _add_partials(F, a, b, ans):
+    return ONE, ONE
+
+
+def _sub_partials(F, a, b, ans):
+    return ONE, MINUS_ONE
+
+
+def _mul_partials(F, a, b, ans):
+    return b, a
+
+
+def _mul_second(F, a, b, ans):
+    return None, ONE, None
+
+
+def _div_partials(F, a, b, ans):  # d(a/b) = da/b - a db/b^2
+    rb = F.reciprocal(b)
+    return rb, F.broadcast_mul(ans, rb) * -1.0
+
+
+def _div_second(F, a, b, ans):  # daa 0, dab -1/b^2, dbb 2a/b^3
+    rb = F.reciprocal(b)
+    return None, F.square(rb) * -1.0, F.broadcast_mul(ans, F.square(rb)) * 2.0
+
+
+def _ge(F, a, b):
+    return F.broadcast_greater_equal(a, b)
+
+
+def _le(F, a, b):
+    return F.broadcast_lesser_equal(a, b)
+
+
+def _max_partials(F, a, b, ans):  # ties go to the left operand, as in MXNet's backward
+    m = _ge(F, a, b)
+    return m, 1.0 - m
+
+
+def _min_partials(F, a, b, ans):
+    m = _le(F, a, b)
+    return m, 1.0 - m
+
+
+def _zero_second(F, a, b, ans):
+    return None, None, None
+
+
+def _power_partials(F, a, b, ans):  # d a^b = b a^(b-1) da + a^b log(a) db
+    return (F.broadcast_mul(b, F.broadcast_power(a, b - 1.0)),
+            F.broadcast_mul(ans, F.log(a)))
+
+
+def _power_second(F, a, b, ans):
+    la = F.log(a)
+    daa = F.broadcast_mul(F.broadcast_mul(b, b - 1.0), F.broadcast_power(a, b - 2.0))
+    dab = F.broadcast_mul(F.broadcast_power(a, b - 1.0),
+                          F.broadcast_add(F.broadcast_mul(b, la), F.ones_like(la)))
+    dbb = F.broadcast_mul(ans, F.square(la))
+    return daa, dab, dbb
+
+
+# ----- elementwise (same shape) and broadcast binary operators -----
+for _suffix, _p, _s in (('add', _add_partials, _zero_second),
+                        ('sub', _sub_partials, _zero_second),
+                        ('mul', _mul_partials, _mul_second),
+                        ('div', _div_partials, _div_second)):
+    _binary('elemwise_' + _suffix, _p, _s)
+    _binary('broadcast_' + _suffix, _p, _s, broadcast=True)
+_binary('broadcast_plus', _add_partials, _zero_second, broadcast=True)
+_binary('broadcast_minus', _sub_partials, _zero_second, broadcast=True)
+_binary('_plus', _add_partials, _zero_second)
+_binary('_minus', _sub_partials, _zero_second)
+_binary('_mul', _mul_partials, _mul_second)
+_binary('_div', _div_partials, _div_second)
+_binary('broadcast_maximum', _max_partials, _zero_second, broadcast=True)
+_binary('broadcast_minimum', _min_partials, _zero_second, broadcast=True)
+_binary('_maximum', _max_partials, _zero_second, broadcast=True)
+_binary('_minimum', _min_partials, _zero_second, broadcast=True)
+_binary('broadcast_power', _power_partials, _power_second, broadcast=True)
+_binary('_power', _power_partials, _power_second, broadcast=True)
+
+
+# ----- scalar operators (attribute ``scalar``) -----
+def _scalar(a):
+    return float(a['scalar'])
+
+
+def _same_vjp(c, eqn, xs, ans, gs):
+    return [gs[0]]
+
+
+def _apply_vjp(c, eqn, xs, ans, gs):
+    return [None if gs[0] is None else c.apply(eqn, [gs[0]])[0]]
+
+
+def _identity_jvp(c, eqn, xs, ans, ts):
+    return [ts[0]]
+
+
+def _negate_jvp(c, eqn, xs, ans, ts):
+    return [neg(c.F, ts[0])]
+
+
+def _negate_vjp(c, eqn, xs, ans, gs):
+    return [neg(c.F, gs[0])]
+
+
+for _op in ('_plus_scalar', '_minus_scalar', '_copy', 'identity'):
+    def_linear(_op, _same_vjp, jvp=_identity_jvp)
+def_linear('_rminus_scalar', _negate_vjp, jvp=_negate_jvp)
+def_linear('negative', _negate_vjp, jvp=_negate_jvp)
+def_linear('_mul_scalar', _apply_vjp)
+def_linear('_div_scalar', _apply_vjp)
+def_elementwise('_rdiv_scalar',  # s / x: -s/x^2, 2s/x^3
+                lambda F, x, y, a: F.elemwise_div(y, x) * -1.0,
+                lambda F, x, y, a: F.elemwise_div(y, F.square(x)) * 2.0)
+
+
+def _pow_d1(F, x, y, a):
+    p = _scalar(a)
+    if p == 1.0:
+        return F.ones_like(x)
+    return F._internal._power_scalar(x, scalar=p - 1.0) * p
+
+
+def _pow_d2(F, x, y, a):
+    p = _scalar(a)
+    if p in (0.0, 1.0):
+        return F.zeros_like(x)
+    if p == 2.0:
+        return F.ones_like(x) * 2.0
+    return F._internal._power_scalar(x, scalar=p - 2.0) * (p * (p - 1.0))
+
+
+def_elementwise('_power_scalar', _pow_d1, _pow_d2)
+def_elementwise('_rpower_scalar', lambda F, x, y, a: y * math.log(_scalar(a)),
+                lambda F, x, y, a: y * math.log(_scalar(a)) ** 2)
+# maximum(x, s): MXNet's backward passes the gradient where x >= s (and x <= s for minimum)
+def_elementwise('_maximum_scalar',
+                lambda F, x, y, a: F._internal._greater_equal_scalar(x, scalar=_scalar(a)),
+                lambda F, x, y, a: F.zeros_like(x))
+def_elementwise('_minimum_scalar',
+                lambda F, x, y, a: F._internal._lesser_equal_scalar(x, scalar=_scalar(a)),
+                lambda F, x, y, a: F.zeros_like(x))
+
+
+def _clip_d1(F, x, y, a):  # 1 inside [a_min, a_max], as MXNet's clip backward
+    return F.elemwise_mul(F._internal._greater_equal_scalar(x, scalar=float(a['a_min'])),
+                          F._internal._lesser_equal_scalar(x, scalar=float(a['a_max'])))
+
+
+def_elementwise('clip', _clip_d1, lambda F, x, y, a: F.zeros_like(x))
+
+
+# ----- where(condition, x, y) -----
+def _where_masks(c, cond):
+    m = c.F._internal._not_equal_scalar(cond, scalar=0.0)
+    return m, 1.0 - m
+
+
+def _where_jvp(c, eqn, xs, ans, ts):
+    m, n = _where_masks(c, xs[0])
+    return [add(c.F, c.scale(ts[1], m), c.scale(ts[2], n))]
+
+
+def _where_vjp(c, eqn, xs, ans, gs):
+    m, n = _where_masks(c, xs[0])
+    return [None, c.scale(gs[0], m), c.scale(gs[0], n)]
+
+
+# The condition is piecewise constant: its derivative is zero wherever it is defined.
+defrule('where', _where_jvp, _where_vjp, curvature=None, linear=True)

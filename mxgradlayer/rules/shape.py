@@ -1,0 +1,245 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""Shape operators: linear; the JVP re-applies the operator, the VJP undoes it.
+
+With K folded directions the batch axis must stay axis 0 and must not be sliced,
+concatenated or split, or the directions of different samples would mix; such
+operators call ``c.coupling`` (the transform also checks shapes generically).
+"""
+from ..errors import UnsupportedOperatorError
+from ..registry import def_linear, def_zero
+from ._helpers import broadcast_tangent, reshape_to, tile_primal, unbroadcast
+
+
+def _reshape_back(c, eqn, xs, ans, gs):
+    return [None if gs[0] is None else reshape_to(c, gs[0], xs[0], eqn.in_shapes[0])]
+
+
+for _op in ('Reshape', 'reshape', 'Flatten', 'flatten', 'expand_dims', 'squeeze', '_npx_reshape'):
+    def_linear(_op, _reshape_back)
+
+
+def _transpose_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None]
+    rank = len(eqn.in_shapes[0])
+    axes = eqn.attrs.get('axes') or tuple(reversed(range(rank)))
+    inverse = [0] * rank
+    for i, a in enumerate(axes):
+        inverse[a % rank] = i
+    return [c.F.transpose(gs[0], axes=tuple(inverse))]
+
+
+def_linear('transpose', _transpose_vjp)
+
+
+def _zeros_piece(c, x, axis, begin, end):
+    """Zeros shaped like x sliced to [begin, end) along ``axis``, in folded layout."""
+    piece = c.F.zeros_like(c.F.slice_axis(x, axis=axis, begin=begin, end=end))
+    return tile_primal(c, piece)
+
+
+def _pad_back(c, eqn, g, x, axis, begin, end, size):
+    """Place ``g`` at [begin, end) of a zero tensor shaped like ``x`` along ``axis``."""
+    parts = []
+    if begin:
+        parts.append(_zeros_piece(c, x, axis, 0, begin))
+    parts.append(g)
+    if end is not None and (size is None or end < size):
+        parts.append(_zeros_piece(c, x, axis, end, None))
+    if len(parts) == 1:
+        return g
+    return c.F.concat(*parts, dim=axis)
+
+
+def _norm_range(begin, end, size):
+    begin = 0 if begin is None else begin
+    if begin < 0:
+        if size is None:
+            return None
+        begin += size
+    if end is not None and end < 0:
+        if size is None:
+            return None
+        end += size
+    return begin, end
+
+
+def _slice_axis_jvp_check(c, eqn, axis):
+    if axis % len(eqn.in_shapes[0]) == 0:
+        c.coupling(eqn, 'it slices the batch axis')
+
+
+def _slice_axis_jvp(c, eqn, xs, ans, ts):
+    _slice_axis_jvp_check(c, eqn, eqn.attrs['axis'])
+    return c.apply(eqn, ts)
+
+
+def _slice_axis_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None]
+    shape = eqn.in_shapes[0]
+    axis = eqn.attrs['axis'] % len(shape)
+    _slice_axis_jvp_check(c, eqn, axis)
+    rng = _norm_range(eqn.attrs.get('begin'), eqn.attrs.get('end'), shape[axis])
+    if rng is None:
+        raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP',
+                                       'negative bounds on an axis of unknown size')
+    return [_pad_back(c, eqn, gs[0], xs[0], axis, rng[0], rng[1], shape[axis])]
+
+
+def_linear('slice_axis', _slice_axis_vjp, jvp=_slice_axis_jvp)
+
+
+def _slice_spec(eqn):
+    shape = eqn.in_shapes[0]
+    begin, end = eqn.attrs.get('begin', ()), eqn.attrs.get('end', ())
+    step = eqn.attrs.get('step', ()) or ()
+    spec = []
+    for axis in range(len(begin)):
+        st = step[axis] if axis < len(step) else None
+        if st not in (None, 1):
+            raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP', 'slices with step != 1')
+        b = begin[axis]
+        e = end[axis] if axis < len(end) else None
+        if (b in (None, 0)) and e is None:
+            continue
+        spec.append((axis, b, e))
+    return spec
+
+
+def _slice_jvp(c, eqn, xs, ans, ts):
+    if any(axis == 0 for axis, _, _ in _slice_spec(eqn)):
+        c.coupling(eqn, 'it slices the batch axis')
+    return c.apply(eqn, ts)
+
+
+def _slice_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None]
+    shape = eqn.in_shapes[0]
+    g = gs[0]
+    x = xs[0]
+    # undo the slice one axis at a time, innermost first; ``x`` is sliced alongside so the
+    # zero pieces of each step have the right extent on the axes not yet undone
+    spec = _slice_spec(eqn)
+    partial = [x]
+    for axis, b, e in spec[:-1]:
+        partial.append(c.F.slice_axis(partial[-1], axis=axis, begin=b, end=e))
+    for (axis, b, e), ref in zip(reversed(spec), reversed(partial)):
+        if axis == 0:
+            c.coupling(eqn, 'it slices the batch axis')
+        rng = _norm_range(b, e, shape[axis])
+        if rng is None:
+            raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP',
+                                           'negative bounds on an axis of unknown size')
+        g = _pad_back(c, eqn, g, ref, axis, rng[0], rng[1], shape[axis])
+    return [g]
+
+
+def_linear('slice', _slice_vjp, jvp=_slice_jvp)
+def_linear('crop', _slice_vjp, jvp=_slice_jvp)
+
+
+def _concat_axis(eqn):
+    return eqn.attrs.get('dim', eqn.attrs.get('axis', 1)) % len(eqn.out_shapes[0])
+
+
+def _concat_jvp(c, eqn, xs, ans, ts):
+    if _concat_axis(eqn) == 0:
+        c.coupling(eqn, 'it concatenates along the batch axis')
+    ts = [tile_primal(c, c.F.zeros_like(x)) if t is None else t for x, t in zip(xs, ts)]
+    return c.apply(eqn, ts)
+
+
+def _concat_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None] * len(xs)
+    axis = _concat_axis(eqn)
+    sizes = [s[axis] for s in eqn.in_shapes]
+    if None in sizes:
+        raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP',
+                                       'concatenation along the batch axis')
+    out, start = [], 0
+    for size in sizes:
+        out.append(c.F.slice_axis(gs[0], axis=axis, begin=start, end=start + size))
+        start += size
+    return out
+
+
+def_linear('Concat', _concat_vjp, jvp=_concat_jvp)
+def_linear('concat', _concat_vjp, jvp=_concat_jvp)
+
+
+def _stack_jvp(c, eqn, xs, ans, ts):
+    if eqn.attrs.get('axis', 0) % len(eqn.out_shapes[0]) == 0:
+        c.coupling(eqn, 'it stacks along the batch axis')
+    ts = [tile_primal(c, c.F.zeros_like(x)) if t is None else t for x, t in zip(xs, ts)]
+    return c.apply(eqn, ts)
+
+
+def _stack_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None] * len(xs)
+    axis = eqn.attrs.get('axis', 0) % len(eqn.out_shapes[0])
+    if len(xs) == 1:
+        return [c.F.squeeze(gs[0], axis=axis)]
+    parts = c.F.split(gs[0], num_outputs=len(xs), axis=axis, squeeze_axis=True)
+    return [parts[i] for i in range(len(xs))]
+
+
+def_linear('stack', _stack_vjp, jvp=_stack_jvp)
+
+
+def _split_axis(eqn):
+    return eqn.attrs.get('axis', 1) % len(eqn.in_shapes[0])
+
+
+def _split_jvp(c, eqn, xs, ans, ts):
+    if _split_axis(eqn) == 0:
+        c.coupling(eqn, 'it splits the batch axis')
+    return c.apply(eqn, ts)
+
+
+def _split_vjp(c, eqn, xs, ans, gs):
+    axis = _split_axis(eqn)
+    squeeze = eqn.attrs.get('squeeze_axis', False)
+    parts = []
+    for a, g in zip(ans, gs):
+        g = tile_primal(c, c.F.zeros_like(a)) if g is None else g
+        parts.append(c.F.expand_dims(g, axis=axis) if squeeze else g)
+    return [parts[0] if len(parts) == 1 else c.F.concat(*parts, dim=axis)]
+
+
+def_linear('SliceChannel', _split_vjp, jvp=_split_jvp)
+def_linear('split', _split_vjp, jvp=_split_jvp)
+
+
+# ----- broadcasting and *_like operators (linear in the data operand) -----
+def _broadcast_jvp(c, eqn, xs, ans, ts):
+    return [broadcast_tangent(c, eqn, ts[0], eqn.in_shapes[0], eqn.out_shapes[0], ans[0])]
+
+
+def _broadcast_vjp(c, eqn, xs, ans, gs):
+    return [unbroadcast(c, eqn, gs[0], eqn.in_shapes[0], eqn.out_shapes[0])] + \
+        [None] * (len(xs) - 1)
+
+
+for _op in ('broadcast_like', 'broadcast_axis', 'broadcast_axes', 'broadcast_to'):
+    def_linear(_op, _broadcast_vjp, jvp=_broadcast_jvp)
+
+
+def _like_jvp(c, eqn, xs, ans, ts):  # the second operand only lends its shape
+    if ts[0] is None:
+        return [None]
+    return c.apply(eqn, [ts[0], xs[1]] if c.K == 1 else [ts[0], tile_primal(c, xs[1])])
+
+
+def _reshape_like_vjp(c, eqn, xs, ans, gs):
+    return [None if gs[0] is None else reshape_to(c, gs[0], xs[0], eqn.in_shapes[0]), None]
+
+
+def_linear('reshape_like', _reshape_like_vjp, jvp=_like_jvp)
+
+# operators without array inputs, or whose output does not depend on input values
+def_zero('eye', '_eye', 'zeros', '_zeros', 'ones', '_ones', '_full', 'arange', '_arange',
+         'shape_array', 'size_array', 'one_hot')

@@ -1,0 +1,171 @@
+"""One row per registered operator: how to build it, on what inputs, in what domain.
+
+``tests/test_rules.py`` runs the generic checker over every row; ``test_coverage`` in
+``tests/test_closure.py`` fails when a registered operator has no row here.
+"""
+from collections import namedtuple
+from math import erf as _erf, sqrt
+
+import numpy as np
+
+erf = np.vectorize(_erf)
+
+Spec = namedtuple('Spec', 'op fn shapes low high wrt mx_ref away ref')
+
+
+def spec(op, fn, shapes=((3, 4),), low=-2.0, high=2.0, wrt=None, mx_ref=True, away=False,
+         ref=None):
+    """``ref``: a float64-exact closed form to take finite differences of, where MXNet's
+    own kernel is only float32-accurate."""
+    return Spec(op, fn, tuple(shapes), low, high,
+                tuple(range(len(shapes))) if wrt is None else tuple(wrt), mx_ref, away, ref)
+
+
+SELU_ALPHA = float(np.float32(1.6732632423543772848170429916717))
+SELU_LAMBDA = float(np.float32(1.0507009873554804934193349852946))
+
+
+def _np_closed_form(f):
+    """A reference evaluated in float64 numpy (not through any MXNet kernel)."""
+    def fn(F, *xs):
+        return F.array(f(*[x.asnumpy() for x in xs]), dtype='float64')
+    return fn
+
+
+POS = dict(low=0.5, high=2.0)
+BCAST = ((3, 4), (1, 4))
+BCAST2 = ((3, 1), (3, 4))
+
+SPECS = [
+    # ----- elementwise unary -----
+    spec('sin', lambda F, x: F.sin(x)),
+    spec('cos', lambda F, x: F.cos(x)),
+    spec('tan', lambda F, x: F.tan(x), low=-1.0, high=1.0),
+    spec('exp', lambda F, x: F.exp(x)),
+    spec('expm1', lambda F, x: F.expm1(x)),
+    spec('log', lambda F, x: F.log(x), **POS),
+    spec('log1p', lambda F, x: F.log1p(x), **POS),
+    spec('sqrt', lambda F, x: F.sqrt(x), **POS),
+    spec('rsqrt', lambda F, x: F.rsqrt(x), **POS),
+    spec('square', lambda F, x: F.square(x)),
+    spec('reciprocal', lambda F, x: F.reciprocal(x), **POS),
+    spec('abs', lambda F, x: F.abs(x), away=True),
+    spec('tanh', lambda F, x: F.tanh(x)),
+    spec('sigmoid', lambda F, x: F.sigmoid(x)),
+    spec('relu', lambda F, x: F.relu(x), away=True),
+    spec('softsign', lambda F, x: F.softsign(x), away=True),
+    # MXNet's own erf gradient is off by 3e-8 relative (float32 constant): FD only
+    spec('erf', lambda F, x: F.erf(x), mx_ref=False),
+    spec('arctan', lambda F, x: F.arctan(x)),
+    spec('sinh', lambda F, x: F.sinh(x)),
+    spec('cosh', lambda F, x: F.cosh(x)),
+    spec('Activation:relu', lambda F, x: F.Activation(x, act_type='relu'), away=True),
+    spec('Activation:sigmoid', lambda F, x: F.Activation(x, act_type='sigmoid')),
+    spec('Activation:tanh', lambda F, x: F.Activation(x, act_type='tanh')),
+    spec('Activation:softrelu', lambda F, x: F.Activation(x, act_type='softrelu')),
+    spec('Activation:softsign', lambda F, x: F.Activation(x, act_type='softsign'), away=True),
+    # MXNet's own LeakyReLU kernels are float32-accurate (and SELU's backward is wrong):
+    # these are checked against finite differences of the primitives they lower to
+    spec('LeakyReLU:leaky', lambda F, x: F.LeakyReLU(x, act_type='leaky', slope=0.1),
+         away=True, mx_ref=False, ref=_np_closed_form(lambda x: np.where(x > 0, x, 0.1 * x))),
+    spec('LeakyReLU:elu', lambda F, x: F.LeakyReLU(x, act_type='elu', slope=0.7),
+         away=True, mx_ref=False,
+         ref=_np_closed_form(lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)))),
+    spec('LeakyReLU:selu', lambda F, x: F.LeakyReLU(x, act_type='selu'), away=True,
+         mx_ref=False, ref=_np_closed_form(
+             lambda x: SELU_LAMBDA * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)))),
+    spec('LeakyReLU:gelu', lambda F, x: F.LeakyReLU(x, act_type='gelu'), mx_ref=False,
+         ref=_np_closed_form(lambda x: 0.5 * x * (1 + erf(x / sqrt(2))))),
+    spec('LeakyReLU:prelu', lambda F, x, g: F.LeakyReLU(x, g, act_type='prelu'),
+         shapes=((3, 4), (4,)), wrt=(0,), away=True, mx_ref=False,
+         ref=_np_closed_form(lambda x, g: np.where(x > 0, x, g[None, :] * x))),
+    # ----- binary -----
+    spec('elemwise_add', lambda F, a, b: F.elemwise_add(a, b), ((3, 4), (3, 4))),
+    spec('elemwise_sub', lambda F, a, b: F.elemwise_sub(a, b), ((3, 4), (3, 4))),
+    spec('elemwise_mul', lambda F, a, b: F.elemwise_mul(a, b), ((3, 4), (3, 4))),
+    spec('elemwise_div', lambda F, a, b: F.elemwise_div(a, b), ((3, 4), (3, 4)), **POS),
+    spec('broadcast_add', lambda F, a, b: F.broadcast_add(a, b), BCAST),
+    spec('broadcast_sub', lambda F, a, b: F.broadcast_sub(a, b), BCAST2),
+    spec('broadcast_mul', lambda F, a, b: F.broadcast_mul(a, b), BCAST),
+    spec('broadcast_div', lambda F, a, b: F.broadcast_div(a, b), BCAST2, **POS),
+    spec('broadcast_plus', lambda F, a, b: F.broadcast_plus(a, b), ((2, 3, 4), (3, 1))),
+    spec('broadcast_minus', lambda F, a, b: F.broadcast_minus(a, b), BCAST),
+    spec('broadcast_maximum', lambda F, a, b: F.broadcast_maximum(a, b), BCAST),
+    spec('broadcast_minimum', lambda F, a, b: F.broadcast_minimum(a, b), BCAST2),
+    spec('broadcast_power', lambda F, a, b: F.broadcast_power(a, b), BCAST, **POS),
+    spec('_plus', lambda F, a, b: F._internal._plus(a, b), ((3, 4), (3, 4))),
+    spec('_minus', lambda F, a, b: F._internal._minus(a, b), ((3, 4), (3, 4))),
+    spec('_mul', lambda F, a, b: F._internal._mul(a, b), ((3, 4), (3, 4))),
+    spec('_div', lambda F, a, b: F._internal._div(a, b), ((3, 4), (3, 4)), **POS),
+    spec('_maximum', lambda F, a, b: F._internal._maximum(a, b), ((3, 4), (3, 4))),
+    spec('_minimum', lambda F, a, b: F._internal._minimum(a, b), ((3, 4), (3, 4))),
+    spec('_power', lambda F, a, b: F._internal._power(a, b), ((3, 4), (3, 4)), **POS),
+    # ----- scalar -----
+    spec('_plus_scalar', lambda F, x: x + 1.5),
+    spec('_minus_scalar', lambda F, x: x - 1.5),
+    spec('_rminus_scalar', lambda F, x: 1.5 - x),
+    spec('_mul_scalar', lambda F, x: x * 1.5),
+    spec('_div_scalar', lambda F, x: x / 1.5),
+    spec('_rdiv_scalar', lambda F, x: 1.5 / x, **POS),
+    spec('_power_scalar', lambda F, x: x ** 3),
+    spec('_rpower_scalar', lambda F, x: 1.5 ** x),
+    spec('_maximum_scalar', lambda F, x: F.maximum(x, 0.25), away=True),
+    spec('_minimum_scalar', lambda F, x: F.minimum(x, 0.25), away=True),
+    spec('negative', lambda F, x: F.negative(x)),
+    spec('_copy', lambda F, x: F._internal._copy(x)),
+    spec('identity', lambda F, x: F.identity(x)),
+    spec('clip', lambda F, x: F.clip(x, -1.0, 1.0), away=True),
+    spec('where', lambda F, x, y: F.where(x > 0, x * y, y), ((3, 4), (3, 4)), away=True),
+    # ----- reductions -----
+    spec('sum', lambda F, x: F.sum(x, axis=1)),
+    spec('sum_axis', lambda F, x: F.sum_axis(x, axis=(1, 2), keepdims=True), ((2, 3, 4),)),
+    spec('mean', lambda F, x: F.mean(x, axis=-1, keepdims=True)),
+    # ----- shape -----
+    spec('Reshape', lambda F, x: F.reshape(x, shape=(0, 2, -1)), ((3, 4),)),
+    spec('reshape', lambda F, x: F.reshape(x, shape=(-1, 2)), ((3, 4),)),
+    spec('Flatten', lambda F, x: F.Flatten(x), ((3, 2, 2),)),
+    spec('flatten', lambda F, x: F.flatten(x), ((3, 2, 2),)),
+    spec('expand_dims', lambda F, x: F.expand_dims(x, axis=1)),
+    spec('squeeze', lambda F, x: F.squeeze(x, axis=1), ((3, 1, 4),)),
+    spec('transpose', lambda F, x: F.transpose(x, axes=(0, 2, 1)), ((3, 2, 4),)),
+    spec('slice', lambda F, x: F.slice(x, begin=(None, 1), end=(None, 3)), ((3, 5),)),
+    spec('crop', lambda F, x: F.crop(x, begin=(None, 1, 0), end=(None, 3, 2)), ((3, 4, 3),)),
+    spec('slice_axis', lambda F, x: F.slice_axis(x, axis=1, begin=1, end=-1), ((3, 5),)),
+    spec('Concat', lambda F, a, b: F.concat(a, b, dim=1), ((3, 2), (3, 3))),
+    spec('stack', lambda F, a, b: F.stack(a, b, axis=1), ((3, 4), (3, 4))),
+    spec('split', lambda F, x: F.split(x, num_outputs=2, axis=1)[1], ((3, 4),)),
+    spec('SliceChannel', lambda F, x: F.SliceChannel(x, num_outputs=2, axis=1,
+                                                     squeeze_axis=True)[0], ((3, 2, 3),)),
+    spec('broadcast_like', lambda F, x, y: F.broadcast_like(x, y), ((3, 1), (3, 4)), wrt=(0,)),
+    spec('broadcast_axis', lambda F, x: F.broadcast_axis(x, axis=1, size=3), ((3, 1),)),
+    spec('broadcast_to', lambda F, x: F.broadcast_to(x, shape=(0, 4)), ((3, 1),)),
+    spec('reshape_like', lambda F, x, y: F.reshape_like(x, y), ((3, 4), (3, 2, 2)), wrt=(0,)),
+    # ----- linear algebra -----
+    spec('FullyConnected', lambda F, x, w, b: F.FullyConnected(x, w, b, num_hidden=3),
+         ((4, 5), (3, 5), (3,))),
+    spec('dot', lambda F, a, b: F.dot(a, b), ((3, 4), (4, 2))),
+    spec('batch_dot', lambda F, a, b: F.batch_dot(a, b, transpose_b=True), ((3, 2, 4), (3, 5, 4))),
+]
+
+# Variants of attributes exercised beyond the main row (same rule, other code paths).
+VARIANTS = [
+    spec('FullyConnected', lambda F, x, w: F.FullyConnected(x, w, num_hidden=3, no_bias=True,
+                                                            flatten=False),
+         ((2, 3, 5), (3, 5))),
+    spec('FullyConnected', lambda F, x, w: F.FullyConnected(x, w, num_hidden=3, no_bias=True),
+         ((2, 3, 2), (3, 6)), wrt=(0,)),
+    spec('dot', lambda F, a, b: F.dot(a, b, transpose_a=True, transpose_b=True), ((4, 3), (2, 4))),
+    spec('dot', lambda F, a, b: F.dot(a, b, transpose_b=True), ((3, 4), (2, 4))),
+    spec('batch_dot', lambda F, a, b: F.batch_dot(a, b, transpose_a=True), ((3, 4, 2), (3, 4, 5))),
+    spec('sum', lambda F, x: F.sum(x)),
+    spec('sum', lambda F, x: F.sum(x, axis=0, exclude=True, keepdims=True), ((2, 3, 4),)),
+    spec('mean', lambda F, x: F.mean(x)),
+    spec('slice', lambda F, x: F.slice(x, begin=(1, None), end=(3, None)), ((4, 3),)),
+    spec('broadcast_mul', lambda F, a, b: F.broadcast_mul(a, b), ((4,), (3, 4))),
+    spec('_power_scalar', lambda F, x: x ** 0.5, low=0.5, high=2.0),
+    spec('_power_scalar', lambda F, x: x ** 2),
+    spec('transpose', lambda F, x: F.transpose(x), ((3, 2, 4),)),
+]
+
+# operators registered under several names share one rule with a tested sibling
+ALIASES = {'_npx_reshape': 'reshape', 'broadcast_axes': 'broadcast_axis', 'concat': 'Concat'}

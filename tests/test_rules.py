@@ -1,0 +1,93 @@
+"""Every rule, through one generic checker: JVP and VJP to second order (so the rules of
+the rules are exercised), imperative and hybridized, float64; MXNet's own first-order
+gradient as a second oracle; the forward Laplacian against finite differences."""
+import numpy as np
+import pytest
+from mxnet import autograd, nd
+
+import mxgradlayer as mg
+from mxgradlayer.errors import SampleCouplingError
+from mxgradlayer.test_util import check_grads, fd_laplacian, relative_error
+
+from helpers import Lambda, array
+from op_specs import SPECS, VARIANTS
+
+ALL = SPECS + VARIANTS
+
+
+def _args(spec):
+    return [array(s, spec.low, spec.high, seed=i, away_from_zero=spec.away)
+            for i, s in enumerate(spec.shapes)]
+
+
+def _cases():
+    for i, s in enumerate(ALL):
+        for w in s.wrt:
+            yield pytest.param(s, w, id=f'{s.op}-{i}-wrt{w}')
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('spec,wrt', list(_cases()))
+def test_rule_second_order(spec, wrt, hybridize):
+    reference = Lambda(spec.ref) if spec.ref else None
+    check_grads(Lambda(spec.fn), _args(spec), wrt=wrt, order=2, hybridize=hybridize,
+                reference=reference)
+
+
+@pytest.mark.parametrize('spec,wrt', [c for c in _cases() if c.values[0].mx_ref])
+def test_rule_matches_mxnet_first_order(spec, wrt):
+    """Where MXNet's first-order backward is right, our VJP agrees with it."""
+    args = _args(spec)
+    block = Lambda(spec.fn)
+    w = array(block(*args).shape, seed=7)
+    args[wrt].attach_grad()
+    with autograd.record():
+        out = block(*args)
+    out.backward(w)
+    ours = mg.VJP(block, wrt)(*args, w)
+    assert relative_error(ours.asnumpy(), args[wrt].grad.asnumpy()) < 1e-10
+
+
+# Rows whose differentiated input has no batch axis of its own (a broadcast operand, a
+# weight matrix, a reduction over the batch): per-sample blocks must refuse them.
+NOT_PER_SAMPLE = {('broadcast_add', 1), ('broadcast_mul', 1), ('broadcast_minus', 1),
+                  ('broadcast_maximum', 1), ('broadcast_power', 1), ('broadcast_plus', 1),
+                  ('broadcast_mul', 0), ('FullyConnected', 1), ('FullyConnected', 2),
+                  ('dot', 1), ('sum', 0), ('mean', 0), ('slice', 0),
+                  ('reshape', 0), ('dot', 0), ('transpose', 0), ('broadcast_plus', 1)}
+
+
+def _laplacian_cases():
+    for i, s in enumerate(ALL):
+        for w in s.wrt:
+            yield pytest.param(s, w, i, id=f'{s.op}-{i}-wrt{w}')
+
+
+@pytest.mark.parametrize('spec,wrt,row', list(_laplacian_cases()))
+def test_forward_laplacian(spec, wrt, row):
+    args = _args(spec)
+    block = Lambda(spec.fn)
+    lap = mg.Laplacian(block, wrt)
+    try:
+        got = lap(*args).asnumpy()
+    except SampleCouplingError:
+        assert (spec.op, wrt) in NOT_PER_SAMPLE, 'refused a per-sample operator'
+        return
+    ref = fd_laplacian(mg.Jacobian(block, wrt), args, wrt)
+    assert relative_error(got, ref) < 1e-6
+    ht = mg.Laplacian(block, wrt, method='hessian_trace')(*args).asnumpy()
+    assert relative_error(ht, ref) < 1e-6
+
+
+SAME_SHAPE_BINARY = [s for s in SPECS if len(s.shapes) == 2 and s.shapes[0] == s.shapes[1]
+                     and s.wrt == (0, 1)]
+
+
+@pytest.mark.parametrize('spec', SAME_SHAPE_BINARY, ids=[s.op for s in SAME_SHAPE_BINARY])
+def test_forward_laplacian_both_operands(spec):
+    """Cross terms of the curvature: both operands depend on the same input."""
+    block = Lambda(lambda F, x: spec.fn(F, x, F.exp(x * 0.3) + 0.1))
+    x = array((3, 4), 0.5 if spec.low > 0 else -1.0, 1.5, seed=3, away_from_zero=spec.away)
+    got = mg.Laplacian(block)(x).asnumpy()
+    ref = fd_laplacian(mg.Jacobian(block), [x], 0)
+    assert relative_error(got, ref) < 1e-6
