@@ -36,3 +36,45 @@ def mlp(widths, activation='tanh', in_units=None, dtype='float64', seed=0, flatt
     if dtype != 'float32':
         net.cast(dtype)
     return net
+
+
+def exact_primal(net):
+    """``net`` evaluated as derivative blocks evaluate it: MXNet's float32-accurate
+    LeakyReLU kernels replaced by float64-exact primitives.  A reference for finite
+    differences of networks with those layers."""
+    import mxgradlayer.blocks as blocks
+    from mxgradlayer.transform import evaluate_primal
+
+    class ExactPrimal(blocks._DerivativeBlock):
+        def _compute(self, F, graph, inputs, vectors, params):
+            vals = evaluate_primal(F, graph, inputs, params)
+            outs = [vals[n][k] for n, k in graph.heads]
+            return outs[0] if len(outs) == 1 else tuple(outs)
+    return ExactPrimal(net)
+
+
+ACTIVATIONS = {
+    'relu': lambda: gluon.nn.Activation('relu'),
+    'sigmoid': lambda: gluon.nn.Activation('sigmoid'),
+    'tanh': lambda: gluon.nn.Activation('tanh'),
+    'softrelu': lambda: gluon.nn.Activation('softrelu'),
+    'softsign': lambda: gluon.nn.Activation('softsign'),
+    'leakyrelu': lambda: gluon.nn.LeakyReLU(0.1),
+    'elu': lambda: gluon.nn.ELU(0.8),
+    'selu': lambda: gluon.nn.SELU(),
+    'gelu': lambda: gluon.nn.GELU(),
+    'swish': lambda: gluon.nn.Swish(),
+    'prelu': lambda: gluon.nn.PReLU(alpha_initializer=mx.init.Constant(0.3)),
+}
+
+
+def activation_net(name, in_units=3, hidden=5, out=2, flatten=True, dtype='float64', seed=0):
+    mx.random.seed(seed)
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Dense(hidden, in_units=in_units, flatten=flatten),
+            ACTIVATIONS[name](),
+            gluon.nn.Dense(out, in_units=hidden, flatten=flatten))
+    net.initialize(mx.init.Normal(0.7))
+    if dtype != 'float32':
+        net.cast(dtype)
+    return net
