@@ -507,10 +507,9 @@ class Hessian(_DerivativeBlock):
         self._jacobians = {}
 
     def _component_jacobian(self, j):
-        if j not in self._jacobians:
-            with self.name_scope():
-                blk = Jacobian(InputGradient(_OutputComponent(self.net, j), self._wrt[0]),
-                               self._wrt[0], mode='forward')
+        if j not in self._jacobians:  # built on first use, when the output size is known
+            blk = Jacobian(InputGradient(_OutputComponent(self.net, j), self._wrt[0]),
+                           self._wrt[0], mode='forward')
             self.register_child(blk, f'hessian_component{j}')
             self._jacobians[j] = blk
         return self._jacobians[j]

@@ -15,6 +15,7 @@ import json
 import re
 
 import mxnet as mx
+import numpy as np
 
 from .errors import InputSpecError
 
@@ -117,7 +118,13 @@ class Graph:
         probes = _PROBE_BATCHES if self.batch_polymorphic else ()
         aligned = [bool(probes) and all(len(s) > 0 and s[0] == b for s, b in zip(group, probes))
                    for group in zip(*results)]
-        types = internals.infer_type_partial(**dtypes)[1]
+        try:
+            types = internals.infer_type_partial(**dtypes)[1]
+        except mx.base.MXNetError as err:
+            raise InputSpecError(
+                f'the input dtypes {[str(np.dtype(s[1])) for s in input_specs]} do not match '
+                f'the network: {_first_line(err)}. Cast the inputs (x.astype(...)) or the '
+                f'network (net.cast(...)) so they agree.') from None
         by_name = dict(zip(names, zip(merged, types, aligned)))
         for eqn in self.nodes:
             if eqn.op == 'null':

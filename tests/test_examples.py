@@ -1,0 +1,45 @@
+"""The examples run from the command line and reach what they promise."""
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, **kwargs):
+    return subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+def test_ode_seed_help():
+    res = _run(['examples/ode_seed.py', '--help'])
+    assert res.returncode == 0 and '--method' in res.stdout
+
+
+def test_ode_seed_reaches_1e3_in_under_a_minute(tmp_path):
+    png = os.path.join(str(tmp_path), 'ode.png')
+    start = time.perf_counter()
+    res = _run(['examples/ode_seed.py', '--method', 'layer', '--no-progress', '--plot', png])
+    elapsed = time.perf_counter() - start
+    assert res.returncode == 0, res.stderr
+    line = next(l for l in res.stdout.splitlines() if l.startswith('InputGradient'))
+    error = float(line.split()[1])
+    assert error < 1e-3, res.stdout
+    assert elapsed < 60, f'took {elapsed:.0f} s'
+    assert os.path.getsize(png) > 10000
+
+
+def test_ode_seed_finite_difference_baseline_runs(tmp_path):
+    res = _run(['examples/ode_seed.py', '--method', 'fd', '--steps', '200', '--no-progress',
+                '--plot', ''])
+    assert res.returncode == 0, res.stderr
+    assert 'FD h=1e-4' in res.stdout
+
+
+def test_readme_first_example_runs():
+    readme = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
+    blocks = readme.split('```python\n')[1:]
+    code = '\n'.join(b.split('```')[0] for b in blocks)
+    res = _run(['-c', code])
+    assert res.returncode == 0, res.stderr

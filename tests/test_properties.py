@@ -1,0 +1,144 @@
+"""Property-based checks over random networks (hypothesis, fixed seed, bounded examples).
+
+``make test-slow`` runs the soak setting (MXGL_SOAK=1: many more examples)."""
+import os
+
+import numpy as np
+import pytest
+import mxnet as mx
+from hypothesis import HealthCheck, given, settings, strategies as st
+from mxnet import gluon, nd
+
+import mxgradlayer as mg
+from mxgradlayer.test_util import (check_param_grads, fd_directional, fd_jacobian,
+                                   relative_error)
+
+from helpers import ACTIVATIONS, exact_primal
+
+EXAMPLES = 2000 if os.environ.get('MXGL_SOAK') else 25
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                    suppress_health_check=list(HealthCheck))
+
+
+class RandomNet(gluon.HybridBlock):
+    """Dense layers with random widths and activations, optional skip connections, and
+    optionally a second input mixed in after the first layer."""
+
+    def __init__(self, n_in, widths, acts, skips, n_out, second_input, **kwargs):
+        super().__init__(**kwargs)
+        self._second = second_input
+        units = [n_in] + list(widths)
+        # a skip connection where a layer keeps the width of its input
+        self._skips = [s and units[i] == units[i + 1] for i, s in enumerate(skips)]
+        with self.name_scope():
+            self.layers, self.acts = [], []
+            units = n_in
+            for i, (w, a) in enumerate(zip(widths, acts)):
+                layer = gluon.nn.Dense(w, in_units=units)
+                act = ACTIVATIONS[a]()
+                self.register_child(layer, f'dense{i}')
+                self.register_child(act, f'act{i}')
+                self.layers.append(layer)
+                self.acts.append(act)
+                units = w
+            self.head = gluon.nn.Dense(n_out, in_units=units)
+            if second_input:
+                self.mix = gluon.nn.Dense(widths[0], in_units=n_in)
+
+    def hybrid_forward(self, F, x, *rest):
+        h = x
+        for i, (layer, act) in enumerate(zip(self.layers, self.acts)):
+            z = act(layer(h))
+            if i == 0 and self._second:
+                z = z * F.tanh(self.mix(rest[0]))
+            h = z + h if self._skips[i] else z
+        return self.head(h)
+
+
+@st.composite
+def networks(draw):
+    depth = draw(st.integers(1, 4))
+    n_in = draw(st.integers(1, 4))
+    widths = [draw(st.integers(1, 16)) for _ in range(depth)]
+    acts = [draw(st.sampled_from(sorted(ACTIVATIONS))) for _ in range(depth)]
+    skips = [draw(st.booleans()) for _ in range(depth)]
+    n_out = draw(st.integers(1, 3))
+    second = draw(st.booleans())
+    batch = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 10 ** 6))
+    return n_in, widths, acts, skips, n_out, second, batch, seed
+
+
+BLOCKS = ['InputGradient', 'Jacobian', 'JVP', 'VJP', 'HVP', 'Hessian', 'Laplacian',
+          'Divergence', 'nested']
+
+
+def _build(spec):
+    n_in, widths, acts, skips, n_out, second, batch, seed = spec
+    mx.random.seed(seed)
+    rng = np.random.default_rng(seed)
+    net = RandomNet(n_in, widths, acts, skips, n_out, second)
+    net.initialize(mx.init.Normal(0.6))
+    net.cast('float64')
+    x = rng.uniform(-1.5, 1.5, size=(batch, n_in))
+    x = np.sign(x) * (0.05 + np.abs(x))  # keep clear of kinks at 0
+    args = [nd.array(x, dtype='float64')]
+    if second:
+        args.append(nd.array(rng.uniform(-1, 1, size=(batch, n_in)), dtype='float64'))
+    return net, args, rng
+
+
+@SETTINGS
+@given(networks(), st.sampled_from(BLOCKS), st.booleans(), st.integers(0, 1))
+def test_random_networks_against_finite_differences(spec, which, hybridize, wrt_choice):
+    net, args, rng = _build(spec)
+    wrt = wrt_choice if len(args) > 1 else 0
+    ref_net = exact_primal(net)
+    x = args[wrt]
+    v = nd.array(rng.standard_normal(x.shape), dtype='float64')
+    out = ref_net(*args)
+    w = nd.array(rng.standard_normal(out.shape), dtype='float64')
+    fd = fd_directional(ref_net, args, wrt, v)[0]
+    extra = []
+    if which == 'InputGradient':
+        blk = mg.InputGradient(net, wrt)
+        check = lambda g: relative_error((g * v).sum().asnumpy(), fd.sum().asnumpy())
+    elif which == 'JVP':
+        blk, extra = mg.JVP(net, wrt), [v]
+        check = lambda g: relative_error(g.asnumpy(), fd.asnumpy())
+    elif which == 'VJP':
+        blk, extra = mg.VJP(net, wrt), [w]
+        check = lambda g: relative_error((g * v).sum().asnumpy(), (w * fd).sum().asnumpy())
+    elif which == 'Jacobian':
+        blk = mg.Jacobian(net, wrt)
+        check = lambda g: relative_error(g.asnumpy(), fd_jacobian(ref_net, args, wrt))
+    elif which == 'HVP':
+        blk, extra = mg.HVP(net, wrt), [v]
+        ref = fd_directional(mg.InputGradient(net, wrt), args, wrt, v)[0]
+        check = lambda g: relative_error(g.asnumpy(), ref.asnumpy())
+    elif which == 'Hessian':
+        blk = mg.Hessian(net, wrt)
+        check = lambda g: relative_error(g.asnumpy(),
+                                         fd_jacobian(mg.Jacobian(net, wrt), args, wrt))
+    elif which == 'Laplacian':
+        blk = mg.Laplacian(net, wrt)
+        hess = mg.Hessian(net, wrt)(*args).asnumpy()
+        check = lambda g: relative_error(g.asnumpy(), np.trace(hess, axis1=-2, axis2=-1))
+    elif which == 'Divergence':
+        blk = mg.Divergence(mg.InputGradient(net, wrt), wrt)
+        hess = fd_jacobian(mg.InputGradient(net, wrt), args, wrt)
+        check = lambda g: relative_error(g.asnumpy(), np.trace(hess, axis1=-2, axis2=-1))
+    else:  # a nesting of two: JVP of InputGradient = HVP, checked by FD of the gradient
+        blk, extra = mg.JVP(mg.InputGradient(net, wrt), wrt), [v]
+        ref = fd_directional(mg.InputGradient(net, wrt), args, wrt, v)[0]
+        check = lambda g: relative_error(g.asnumpy(), ref.asnumpy())
+    if hybridize:
+        blk.hybridize()
+    err = check(blk(*args, *extra))
+    assert err < 1e-6, f'{which}: relative error {err:.3g}'
+    check_param_grads(blk, args + extra, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_soak_setting_is_wired():
+    assert EXAMPLES >= 25
