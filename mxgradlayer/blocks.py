@@ -393,8 +393,12 @@ class Jacobian(_DerivativeBlock):
         else:
             (s,) = out_shapes
             m = _prod(s)
+            # The seeds take their batch size from the input, not from the output: they
+            # must not depend on the output (with mxnet 1.9.1 a backward pass through a
+            # seed built from the output by broadcast_like segfaulted in the
+            # property-based tests).
             _, grads = reverse(F, graph, inputs, params, [p],
-                               lambda outs: [_eye_directions(F, outs[0], s, dtype)], K=m,
+                               lambda outs: [_eye_directions(F, x, s, dtype)], K=m,
                                per_sample=True)
             g = grads[0]
             if g is None:

@@ -92,6 +92,8 @@ def _build(spec):
 @given(networks(), st.sampled_from(BLOCKS), st.booleans(), st.integers(0, 1))
 def test_random_networks_against_finite_differences(spec, which, hybridize, wrt_choice):
     net, args, rng = _build(spec)
+    if os.environ.get("MXGL_TRACE"):
+        print(spec, which, hybridize, wrt_choice, flush=True)
     wrt = wrt_choice if len(args) > 1 else 0
     ref_net = exact_primal(net)
     x = args[wrt]
