@@ -134,10 +134,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     methods = ('layer', 'fd') if args.method == 'both' else (args.method,)
     results = [train(m, args) for m in methods]
-    print(f"{'method':8s} {'max |u - (x^2+1)|':>20s} {'train time':>12s} {'steps':>7s}")
+    print(f"{'method':14s} {'max |u - (x^2+1)|':>18s} {'train time':>11s} {'steps':>7s}")
     for r in results:
         label = 'InputGradient' if r['method'] == 'layer' else 'FD h=1e-4'
-        print(f"{label:14s} {r['error']:14.2e} {r['seconds']:10.1f} s {args.steps:7d}")
+        print(f"{label:14s} {r['error']:18.2e} {r['seconds']:9.1f} s {args.steps:7d}")
     if args.plot:
         plot(results, args.plot)
         print(f'plot written to {args.plot}')

@@ -43,3 +43,37 @@ def test_readme_first_example_runs():
     code = '\n'.join(b.split('```')[0] for b in blocks)
     res = _run(['-c', code])
     assert res.returncode == 0, res.stderr
+
+
+def test_poisson2d_reaches_1e2_within_five_minutes(tmp_path):
+    png = os.path.join(str(tmp_path), 'poisson.png')
+    start = time.perf_counter()
+    res = _run(['examples/poisson2d.py', '--no-progress', '--plot', png])
+    elapsed = time.perf_counter() - start
+    assert res.returncode == 0, res.stderr
+    error = float(res.stdout.split('grid:')[1].split()[0])
+    assert error < 1e-2, res.stdout
+    assert elapsed < 300, f'took {elapsed:.0f} s'
+    assert os.path.getsize(png) > 10000
+
+
+def test_hvp_curvature_agrees_with_full_hessian_and_laplacian(tmp_path):
+    res = _run(['examples/hvp_curvature.py', '--no-progress', '--train-steps', '300',
+                '--iterations', '1000',
+                '--probes', '1000', '--plot', os.path.join(str(tmp_path), 'h.png')])
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    eig_err = float(out.split('max relative error ')[1].split()[0])
+    diff = float(out.split('max |difference| ')[1].split(',')[0])
+    sd = float(out.split('expected standard deviation ')[1].split()[0])
+    lap_err = float(out.split('max relative difference ')[1].split()[0])
+    assert eig_err < 1e-6
+    assert diff < 5 * sd  # a Monte Carlo estimate: within five standard deviations
+    assert lap_err < 1e-10
+
+
+def test_every_example_has_help():
+    for name in sorted(os.listdir(os.path.join(ROOT, 'examples'))):
+        if name.endswith('.py'):
+            res = _run([os.path.join('examples', name), '--help'])
+            assert res.returncode == 0 and 'usage' in res.stdout, name
