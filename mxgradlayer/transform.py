@@ -109,7 +109,7 @@ def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample
     ``per_sample`` (default: K > 1) refuses operators that mix the samples of a batch.
     """
     c = RuleContext(F, K, per_sample)
-    c1 = RuleContext(F, 1, per_sample=False)
+    c1 = RuleContext(F, 1, per_sample=False, memo=c._memo)
     mode = 'forward-Laplacian' if laplacian else 'JVP'
     vals, tans, laps = {}, {}, {}
     for eqn in graph.nodes:

@@ -116,6 +116,7 @@ SPECS = [
     spec('identity', lambda F, x: F.identity(x)),
     spec('clip', lambda F, x: F.clip(x, -1.0, 1.0), away=True),
     spec('where', lambda F, x, y: F.where(x > 0, x * y, y), ((3, 4), (3, 4)), away=True),
+    spec('add_n', lambda F, a, b: F.add_n(a, b, a), ((3, 4), (3, 4))),
     # ----- reductions -----
     spec('sum', lambda F, x: F.sum(x, axis=1)),
     spec('sum_axis', lambda F, x: F.sum_axis(x, axis=(1, 2), keepdims=True), ((2, 3, 4),)),
@@ -168,4 +169,4 @@ VARIANTS = [
 ]
 
 # operators registered under several names share one rule with a tested sibling
-ALIASES = {'_npx_reshape': 'reshape', 'broadcast_axes': 'broadcast_axis', 'concat': 'Concat'}
+ALIASES = {'_npx_reshape': 'reshape', 'broadcast_axes': 'broadcast_axis', 'concat': 'Concat', 'ElementWiseSum': 'add_n'}

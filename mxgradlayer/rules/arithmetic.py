@@ -243,3 +243,17 @@ def _where_vjp(c, eqn, xs, ans, gs):
 
 # The condition is piecewise constant: its derivative is zero wherever it is defined.
 defrule('where', _where_jvp, _where_vjp, curvature=None, linear=True)
+
+
+# ----- add_n (ElementWiseSum): what sums of many terms emit -----
+def _add_n_jvp(c, eqn, xs, ans, ts):
+    hot = [t for t in ts if t is not None]
+    return [hot[0] if len(hot) == 1 else c.F.add_n(*hot)]
+
+
+def _add_n_vjp(c, eqn, xs, ans, gs):
+    return [gs[0]] * len(xs)
+
+
+for _op in ('add_n', 'ElementWiseSum'):
+    def_linear(_op, _add_n_vjp, jvp=_add_n_jvp)

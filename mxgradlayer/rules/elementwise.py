@@ -49,12 +49,17 @@ def _zero_d2(F, x, y, a):
     return F.zeros_like(x)
 
 
+def _fast_sigmoid(F, x):
+    """Activation(sigmoid): MXNet's oneDNN kernel, several times faster than F.sigmoid."""
+    return F.Activation(x, act_type='sigmoid')
+
+
 def _softrelu_d1(F, x, y, a):  # d/dx log(1 + e^x) = sigmoid(x)
-    return F.sigmoid(x)
+    return _fast_sigmoid(F, x)
 
 
 def _softrelu_d2(F, x, y, a):
-    s = F.sigmoid(x)
+    s = _fast_sigmoid(F, x)
     return F.elemwise_mul(s, 1.0 - s)
 
 
