@@ -4,7 +4,8 @@
 
 Each (workload, method) runs in a fresh subprocess with OMP_NUM_THREADS and
 MXNET_CPU_WORKER_NTHREADS fixed, so peak resident memory is its own; it warms up, then
-times at least 20 steps and reports the median and minimum.  Ratios are taken within one
+times at least ``--steps`` (>= 20) steps and at least two seconds of them, and reports
+the median and minimum.  Ratios are taken within one
 run against the workload's plain step (W3: one forward and backward pass), never across
 runs.  Writes a JSON file and prints a table.  ``--torch`` adds the same workloads in
 PyTorch (if installed: ``pip install torch==2.13.0``; never a dependency of the library).
@@ -37,7 +38,9 @@ def measure(framework, workload, method, steps, warmup):
     for _ in range(warmup):
         step()
     times = []
-    for _ in range(steps):
+    begin = time.perf_counter()
+    # at least ``steps`` steps and at least two seconds, so millisecond steps are not noise
+    while len(times) < steps or time.perf_counter() - begin < 2.0:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
@@ -45,7 +48,7 @@ def measure(framework, workload, method, steps, warmup):
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({'framework': framework, 'workload': workload, 'method': method,
                       'median_ms': 1e3 * times[len(times) // 2], 'min_ms': 1e3 * times[0],
-                      'steps': steps, 'peak_rss_mb': rss_kb / 1024.0}))
+                      'steps': len(times), 'peak_rss_mb': rss_kb / 1024.0}))
 
 
 def run_one(framework, workload, method, args, env):

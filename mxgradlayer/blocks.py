@@ -8,6 +8,8 @@ in `mxgradlayer.rules`.  What comes out is a graph of ordinary MXNet operators: 
 trains it with its first-order backward, ``hybridize()`` compiles it and ``export()``
 saves it.  Higher orders nest: a derivative block is itself a block that can be traced.
 """
+import warnings
+
 import numpy as np
 import mxnet as mx
 from mxnet.gluon import HybridBlock
@@ -54,6 +56,13 @@ class _DerivativeBlock(HybridBlock):
     def _fn(self):
         """The block whose derivative this block computes (the net, or a derivative of it)."""
         return self.net
+
+    def _build_cache(self, *args):
+        # A derivative does not read every parameter (the last bias, for a start): Gluon's
+        # "Parameter ... is not used by any computation" warning would only be noise here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='Parameter .* is not used by any')
+            super()._build_cache(*args)
 
     def __repr__(self):
         wrt = self._wrt if self._wrt_is_tuple else self._wrt[0]

@@ -1,5 +1,7 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """mxgradlayer.check: which operators of a network have rules, before any training."""
+import numpy as np
+
 from . import rules  # noqa: F401
 from .graph import resolve_input_specs, trace
 from .registry import RULES, rule_key
@@ -41,8 +43,7 @@ def check(net, *inputs, wrt=None):
     specs = resolve_input_specs(list(inputs))
     graph = trace(net, specs)
     if wrt is None:
-        wrt = [i for i, (_, t) in enumerate(specs) if str(t).startswith('<class \'numpy.float')
-               or 'float' in str(t)]
+        wrt = [i for i, (_, t) in enumerate(specs) if np.issubdtype(np.dtype(t), np.floating)]
     wrt = wrt if isinstance(wrt, (list, tuple)) else [wrt]
     hot = depends_on(graph, list(wrt))
     nodes = []

@@ -151,8 +151,24 @@ class RuleContext:
         F = self.F
         if self.K == 1:
             return F.broadcast_mul(t, d) if broadcast else F.elemwise_mul(t, d)
+        if not broadcast:
+            return F.elemwise_mul(t, self.repeat(d))
         unfolded = F.reshape(t, shape=(-4, self.K, -1, -2))
         return F.reshape(F.broadcast_mul(unfolded, F.expand_dims(d, axis=0)), shape=(-3, -2))
+
+    def repeat(self, x):
+        """Primal ``x`` (B, *s) repeated for the K folded directions: (K*B, *s).
+
+        A concatenation rather than a broadcast: MXNet's backward of a broadcast is a
+        generic reduction, several times slower than the slices that undo a concat.
+        """
+        if self.K == 1:
+            return x
+        # keyed by identity; the entry holds x itself, so the id cannot be reused meanwhile
+        key = (id(x), 'repeat')
+        if key not in self._memo or self._memo[key][0] is not x:
+            self._memo[key] = (x, self.F.concat(*([x] * self.K), dim=0))
+        return self._memo[key][1]
 
     def sum_directions(self, t):
         """Sum folded directions (K*B, *s) -> (B, *s).

@@ -156,6 +156,7 @@ VARIANTS = [
     spec('FullyConnected', lambda F, x, w: F.FullyConnected(x, w, num_hidden=3, no_bias=True),
          ((2, 3, 2), (3, 6)), wrt=(0,)),
     spec('dot', lambda F, a, b: F.dot(a, b, transpose_a=True, transpose_b=True), ((4, 3), (2, 4))),
+    spec('Concat', lambda F, a, b: F.concat(a, b, a, dim=0), ((3, 4), (3, 4))),
     spec('dot', lambda F, a, b: F.dot(a, b, transpose_b=True), ((3, 4), (2, 4))),
     spec('batch_dot', lambda F, a, b: F.batch_dot(a, b, transpose_a=True), ((3, 4, 2), (3, 4, 5))),
     spec('sum', lambda F, x: F.sum(x)),

@@ -58,8 +58,4 @@ def reshape_to(c, g, x, x_shape):
 
 def tile_primal(c, x):
     """Repeat primal ``x`` (B, *s) for K folded directions: (K*B, *s)."""
-    if c.K == 1:
-        return x
-    F = c.F
-    return F.reshape(F.broadcast_axis(F.expand_dims(x, axis=0), axis=0, size=c.K),
-                     shape=(-3, -2))
+    return c.repeat(x)

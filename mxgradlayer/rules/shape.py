@@ -156,6 +156,9 @@ def _concat_vjp(c, eqn, xs, ans, gs):
         return [None] * len(xs)
     axis = _concat_axis(eqn)
     sizes = [s[axis] for s in eqn.in_shapes]
+    if len(xs) > 1 and len(set(eqn.in_shapes)) == 1:  # equal parts: sizes need not be known
+        parts = c.F.split(gs[0], num_outputs=len(xs), axis=axis)
+        return [parts[i] for i in range(len(xs))]
     if None in sizes:
         raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP',
                                        'concatenation along the batch axis')

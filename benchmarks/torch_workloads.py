@@ -1,0 +1,114 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""The same workloads in PyTorch (eager, double backward), for side-by-side ratios.
+
+Only used by ``benchmarks/run.py --torch``; install with ``pip install torch==2.13.0``.
+"""
+import math
+
+import torch
+
+torch.manual_seed(0)
+
+
+def mlp(widths, act, d):
+    layers, units = [], d
+    for i, w in enumerate(widths):
+        layers.append(torch.nn.Linear(units, w))
+        if i < len(widths) - 1:
+            layers.append(act())
+        units = w
+    return torch.nn.Sequential(*layers)
+
+
+def _train_step(params, loss_fn):
+    opt = torch.optim.Adam(params, lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def w1(method):
+    g = mlp([32, 32, 1], torch.nn.Sigmoid, 1)
+    u = lambda x: x * g(x) + 1
+    x0 = torch.rand(64, 1) * 2 - 1
+
+    def loss():
+        if method == 'plain':
+            return ((u(x0) - x0 ** 2 - 1) ** 2).mean()
+        if method == 'fd':
+            return (((u(x0 + 1e-4) - u(x0)) / 1e-4 - 2 * x0) ** 2).mean()
+        x = x0.clone().requires_grad_(True)
+        du, = torch.autograd.grad(u(x).sum(), x, create_graph=True)
+        return ((du - 2 * x) ** 2).mean()
+    return _train_step(g.parameters(), loss)
+
+
+def _laplacian(net, x):
+    x = x.clone().requires_grad_(True)
+    y = net(x)
+    g, = torch.autograd.grad(y.sum(), x, create_graph=True)
+    lap = 0
+    for i in range(x.shape[1]):
+        gi, = torch.autograd.grad(g[:, i].sum(), x, create_graph=True)
+        lap = lap + gi[:, i:i + 1]
+    return lap
+
+
+def _f(x):
+    return 2 * math.pi ** 2 * torch.sin(math.pi * x[:, :1]) * torch.sin(math.pi * x[:, 1:2])
+
+
+def w2(method):
+    net = mlp([64, 64, 64, 1], torch.nn.Tanh, 2)
+    a, b = torch.rand(4096, 2), torch.rand(512, 2)
+
+    def loss():
+        if method == 'plain':
+            return ((net(a) - _f(a)) ** 2).mean() + (net(b) ** 2).mean()
+        return ((-_laplacian(net, a) - _f(a)) ** 2).mean() + (net(b) ** 2).mean()
+    return _train_step(net.parameters(), loss)
+
+
+def lap(method, d):
+    net = mlp([64, 64, 64, 1], torch.nn.Tanh, d)
+    x = torch.rand(1024, d)
+
+    def loss():
+        if method == 'plain':
+            return (net(x) ** 2).mean()
+        return (_laplacian(net, x) ** 2).mean()
+    return _train_step(net.parameters(), loss)
+
+
+def w3(method):
+    net = mlp([256, 256, 1], torch.nn.Tanh, 100)
+    x0, v = torch.randn(256, 100), torch.randn(256, 100)
+
+    def step():
+        if method == 'plain':
+            net.zero_grad(set_to_none=True)
+            net(x0).sum().backward()
+            return
+        x = x0.clone().requires_grad_(True)
+        g, = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+        torch.autograd.grad((g * v).sum(), x)
+    return step
+
+
+def build(name, method):
+    if name == 'W1':
+        return w1(method)
+    if name == 'W2':
+        return w2(method)
+    if name == 'W3':
+        return w3(method)
+    return lap(method, int(name[3:]))
+
+
+WORKLOADS = {'W1': ['plain', 'layer', 'fd'], 'W2': ['plain', 'layer'],
+             'LAP2': ['plain', 'layer'], 'LAP8': ['plain', 'layer'],
+             'LAP32': ['plain', 'layer'], 'W3': ['plain', 'layer']}
