@@ -23,6 +23,12 @@ __all__ = ['InputGradient', 'VJP', 'JVP', 'Jacobian', 'HVP', 'Hessian', 'Laplaci
            'Divergence']
 
 
+def _check_choice(what, value, allowed):
+    if value not in allowed:
+        raise ValueError(f'{what} must be one of {", ".join(map(repr, allowed))}; '
+                         f'got {value!r}')
+
+
 def _prod(shape):
     return int(np.prod(shape)) if len(shape) else 1
 
@@ -35,9 +41,11 @@ class _DerivativeBlock(HybridBlock):
     """Shared machinery: argument checks, trace cache, parameter lookup."""
 
     _num_vectors = 0      # trailing direction arguments (v or w) after the net's inputs
-    _per_sample = False   # folds several directions into the batch axis
+    _single_wrt = False   # differentiates by one input only
 
     def __init__(self, net, wrt=0, **kwargs):
+        if self._single_wrt and isinstance(wrt, (tuple, list)):
+            raise InputSpecError(f'{type(self).__name__} takes one input position as wrt')
         super().__init__(**kwargs)
         if not isinstance(net, HybridBlock):
             raise TypeError(f'{type(self).__name__} wraps a gluon.HybridBlock (or SymbolBlock); '
@@ -369,11 +377,10 @@ class Jacobian(_DerivativeBlock):
         - **jac**: shape (batch, \*output_shape, \*input_shape); a tuple for several outputs.
     """
 
+    _single_wrt = True
+
     def __init__(self, net, wrt=0, mode='auto', **kwargs):
-        if isinstance(wrt, (tuple, list)):
-            raise InputSpecError('Jacobian takes one input position as wrt')
-        if mode not in ('auto', 'forward', 'reverse'):
-            raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
+        _check_choice('mode', mode, ('auto', 'forward', 'reverse'))
         super().__init__(net, wrt, **kwargs)
         self._mode = mode
 
@@ -447,12 +454,10 @@ class HVP(_DerivativeBlock):
         - **hvp**: H v with the shape of ``inputs[wrt]``.
     """
     _num_vectors = 1
+    _single_wrt = True
 
     def __init__(self, net, wrt=0, method='fwd_rev', **kwargs):
-        if isinstance(wrt, (tuple, list)):
-            raise InputSpecError('HVP takes one input position as wrt')
-        if method not in ('fwd_rev', 'rev_rev'):
-            raise ValueError(f"method must be 'fwd_rev' or 'rev_rev'; got {method!r}")
+        _check_choice('method', method, ('fwd_rev', 'rev_rev'))
         super().__init__(net, wrt, **kwargs)
         self._method = method
         self.grad = InputGradient(net, wrt)
@@ -513,9 +518,9 @@ class Hessian(_DerivativeBlock):
           for several outputs.
     """
 
+    _single_wrt = True
+
     def __init__(self, net, wrt=0, **kwargs):
-        if isinstance(wrt, (tuple, list)):
-            raise InputSpecError('Hessian takes one input position as wrt')
         super().__init__(net, wrt, **kwargs)
         self._jacobians = {}
 
@@ -571,11 +576,10 @@ class Laplacian(_DerivativeBlock):
     Carlo with Forward Laplacian", Nature Machine Intelligence 6, 209-219 (2024).
     """
 
+    _single_wrt = True
+
     def __init__(self, net, wrt=0, method='forward', **kwargs):
-        if isinstance(wrt, (tuple, list)):
-            raise InputSpecError('Laplacian takes one input position as wrt')
-        if method not in ('forward', 'hessian_trace'):
-            raise ValueError(f"method must be 'forward' or 'hessian_trace'; got {method!r}")
+        _check_choice('method', method, ('forward', 'hessian_trace'))
         super().__init__(net, wrt, **kwargs)
         self._method = method
         if method == 'hessian_trace':
@@ -621,10 +625,7 @@ class Divergence(_DerivativeBlock):
         - **div**: shape (batch,).
     """
 
-    def __init__(self, net, wrt=0, **kwargs):
-        if isinstance(wrt, (tuple, list)):
-            raise InputSpecError('Divergence takes one input position as wrt')
-        super().__init__(net, wrt, **kwargs)
+    _single_wrt = True
 
     def _compute(self, F, graph, inputs, vectors, params):
         p = self._positions(len(inputs))[0]

@@ -93,6 +93,15 @@ def def_zero(*ops):
         defrule(op, _zero_jvp, _zero_vjp, None, linear=True, doc='piecewise constant')
 
 
+def add(F, a, b):
+    """a + b where None stands for zero."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return F.elemwise_add(a, b)
+
+
 _DISPATCH_ATTR = {'Activation': 'act_type', 'LeakyReLU': 'act_type'}
 
 

@@ -9,7 +9,7 @@ its first-order backward, hybridizes and exports.
 """
 from .errors import SampleCouplingError, UnsupportedOperatorError
 from .graph import apply_op
-from .registry import PRIMALS, RuleContext, lookup, rule_key
+from .registry import PRIMALS, RuleContext, add, lookup, rule_key
 
 __all__ = ['forward', 'reverse', 'evaluate_primal', 'depends_on']
 
@@ -91,14 +91,6 @@ def _check_sample_local(c, graph, eqn, hot_inputs):
         raise SampleCouplingError(eqn.op, eqn.name, 'the batch size appears beyond axis 0')
 
 
-def _add(F, a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return F.elemwise_add(a, b)
-
-
 def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample=None):
     """Forward sweep.
 
@@ -139,7 +131,7 @@ def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample
             curv = rule.curvature(c, eqn, xs, ans, ts) if rule.curvature else None
             lin = _pad(lin, len(ans), eqn) if lin is not None else [None] * len(ans)
             curv = _pad(curv, len(ans), eqn) if curv is not None else [None] * len(ans)
-            laps[nid] = [_add(F, a, b) for a, b in zip(lin, curv)]
+            laps[nid] = [add(F, a, b) for a, b in zip(lin, curv)]
     outs = [vals[n][k] for n, k in graph.heads]
     out_t = [tans[n][k] for n, k in graph.heads]
     out_l = [laps[n][k] for n, k in graph.heads] if laplacian else None
@@ -167,7 +159,7 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
     outs = [vals[n][k] for n, k in graph.heads]
     for (n, k), g in zip(graph.heads, cotangents(outs)):
         if n in hot and g is not None:
-            grads[(n, k)] = _add(F, grads.get((n, k)), g)
+            grads[(n, k)] = add(F, grads.get((n, k)), g)
     for eqn in reversed(graph.nodes):
         if eqn.op == 'null' or eqn.nid not in hot or eqn.nid not in live:
             continue
@@ -186,6 +178,6 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
         for j in hot_in:
             if in_gs[j] is not None:
                 key = eqn.inputs[j]
-                grads[key] = _add(F, grads.get(key), in_gs[j])
+                grads[key] = add(F, grads.get(key), in_gs[j])
     return outs, [grads.get((graph.input_nids[p], 0)) if graph.input_nids[p] is not None
                   else None for p in wrt]

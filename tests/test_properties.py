@@ -1,8 +1,6 @@
 """Property-based checks over random networks (hypothesis, fixed seed, bounded examples).
 
-``make test-slow`` runs the soak setting (MXGL_SOAK=1: many more examples)."""
-import os
-
+The default run draws 25 networks; ``make test-slow`` adds a soak run of 1000."""
 import numpy as np
 import pytest
 import mxnet as mx
@@ -15,8 +13,8 @@ from mxgradlayer.test_util import (check_param_grads, fd_directional, fd_jacobia
 
 from helpers import ACTIVATIONS, exact_primal
 
-EXAMPLES = 2000 if os.environ.get('MXGL_SOAK') else 25
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+def _settings(n):
+    return settings(max_examples=n, deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
 
 
@@ -88,12 +86,26 @@ def _build(spec):
     return net, args, rng
 
 
-@SETTINGS
-@given(networks(), st.sampled_from(BLOCKS), st.booleans(), st.integers(0, 1))
+CASES = (networks(), st.sampled_from(BLOCKS), st.booleans(), st.integers(0, 1))
+
+
+@_settings(25)
+@given(*CASES)
 def test_random_networks_against_finite_differences(spec, which, hybridize, wrt_choice):
+    check_case(spec, which, hybridize, wrt_choice)
+
+
+@pytest.mark.slow
+@_settings(1000)
+@given(*CASES)
+def test_soak_random_networks(spec, which, hybridize, wrt_choice):
+    check_case(spec, which, hybridize, wrt_choice)
+
+
+def check_case(spec, which, hybridize, wrt_choice):
+    """One random network, one block, against finite differences and with the parameter
+    gradients of a loss on the block."""
     net, args, rng = _build(spec)
-    if os.environ.get("MXGL_TRACE"):
-        print(spec, which, hybridize, wrt_choice, flush=True)
     wrt = wrt_choice if len(args) > 1 else 0
     ref_net = exact_primal(net)
     x = args[wrt]
@@ -139,8 +151,3 @@ def test_random_networks_against_finite_differences(spec, which, hybridize, wrt_
     err = check(blk(*args, *extra))
     assert err < 1e-6, f'{which}: relative error {err:.3g}'
     check_param_grads(blk, args + extra, rtol=1e-5)
-
-
-@pytest.mark.slow
-def test_soak_setting_is_wired():
-    assert EXAMPLES >= 25

@@ -1,19 +1,12 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Helpers shared by the rule families: broadcasting, reshaping back, folding primal factors."""
+from ..registry import add  # noqa: F401  (re-exported for the families)
 
 __all__ = ['unbroadcast', 'broadcast_tangent', 'reshape_to', 'tile_primal', 'neg', 'add']
 
 
 def neg(F, x):
     return None if x is None else x * -1.0
-
-
-def add(F, a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return F.elemwise_add(a, b)
 
 
 def unbroadcast(c, eqn, g, in_shape, out_shape):

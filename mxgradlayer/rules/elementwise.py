@@ -145,38 +145,31 @@ def _leaky_d1(F, x, y, a):
     return _positive(F, x) * (1.0 - _slope(a)) + _slope(a)
 
 
-def _elu_primal(F, eqn, xs):
-    x = xs[0]
-    return [F.where(_positive(F, x), x, _negative_part(F, x) * _slope(eqn.attrs))]
+def _exponential_unit(alpha, scale):
+    """ELU-family y = scale * (x if x > 0 else alpha * (exp(x) - 1)): primal, f', f''."""
+    def primal(F, eqn, xs):
+        x = xs[0]
+        a = alpha(eqn.attrs)
+        return [F.where(_positive(F, x), x, _negative_part(F, x) * a) * scale]
+
+    def derivative(positive_branch):
+        def d(F, x, y, attrs):
+            e = F.exp(F._internal._minimum_scalar(x, scalar=0.0)) * (alpha(attrs) * scale)
+            return F.where(_positive(F, x), positive_branch(F, x) * scale, e)
+        return d
+    return primal, derivative(_ones), derivative(_zeros)
 
 
-def _elu_d1(F, x, y, a):
-    p = _positive(F, x)
-    return F.where(p, F.ones_like(x), F.exp(F._internal._minimum_scalar(x, scalar=0.0))
-                   * _slope(a))
+def _ones(F, x):
+    return F.ones_like(x)
 
 
-def _elu_d2(F, x, y, a):
-    p = _positive(F, x)
-    return F.where(p, F.zeros_like(x), F.exp(F._internal._minimum_scalar(x, scalar=0.0))
-                   * _slope(a))
+def _zeros(F, x):
+    return F.zeros_like(x)
 
 
-def _selu_primal(F, eqn, xs):
-    x = xs[0]
-    return [F.where(_positive(F, x), x, _negative_part(F, x) * SELU_ALPHA) * SELU_LAMBDA]
-
-
-def _selu_d1(F, x, y, a):
-    p = _positive(F, x)
-    return F.where(p, F.ones_like(x), F.exp(F._internal._minimum_scalar(x, scalar=0.0))
-                   * SELU_ALPHA) * SELU_LAMBDA
-
-
-def _selu_d2(F, x, y, a):
-    p = _positive(F, x)
-    return F.where(p, F.zeros_like(x), F.exp(F._internal._minimum_scalar(x, scalar=0.0))
-                   * SELU_ALPHA) * SELU_LAMBDA
+_elu_primal, _elu_d1, _elu_d2 = _exponential_unit(_slope, 1.0)
+_selu_primal, _selu_d1, _selu_d2 = _exponential_unit(lambda attrs: SELU_ALPHA, SELU_LAMBDA)
 
 
 def _gelu_primal(F, eqn, xs):  # x * Phi(x), Phi the standard normal cdf

@@ -144,11 +144,17 @@ def _concat_axis(eqn):
     return eqn.attrs.get('dim', eqn.attrs.get('axis', 1)) % len(eqn.out_shapes[0])
 
 
-def _concat_jvp(c, eqn, xs, ans, ts):
-    if _concat_axis(eqn) == 0:
-        c.coupling(eqn, 'it concatenates along the batch axis')
-    ts = [tile_primal(c, c.F.zeros_like(x)) if t is None else t for x, t in zip(xs, ts)]
-    return c.apply(eqn, ts)
+def _joining_jvp(axis_of, what):
+    """JVP of concat/stack: join the tangents, zeros for inputs without one."""
+    def jvp(c, eqn, xs, ans, ts):
+        if axis_of(eqn) == 0:
+            c.coupling(eqn, f'it {what} along the batch axis')
+        ts = [tile_primal(c, c.F.zeros_like(x)) if t is None else t for x, t in zip(xs, ts)]
+        return c.apply(eqn, ts)
+    return jvp
+
+
+_concat_jvp = _joining_jvp(_concat_axis, 'concatenates')
 
 
 def _concat_vjp(c, eqn, xs, ans, gs):
@@ -173,17 +179,17 @@ def_linear('Concat', _concat_vjp, jvp=_concat_jvp)
 def_linear('concat', _concat_vjp, jvp=_concat_jvp)
 
 
-def _stack_jvp(c, eqn, xs, ans, ts):
-    if eqn.attrs.get('axis', 0) % len(eqn.out_shapes[0]) == 0:
-        c.coupling(eqn, 'it stacks along the batch axis')
-    ts = [tile_primal(c, c.F.zeros_like(x)) if t is None else t for x, t in zip(xs, ts)]
-    return c.apply(eqn, ts)
+def _stack_axis(eqn):
+    return eqn.attrs.get('axis', 0) % len(eqn.out_shapes[0])
+
+
+_stack_jvp = _joining_jvp(_stack_axis, 'stacks')
 
 
 def _stack_vjp(c, eqn, xs, ans, gs):
     if gs[0] is None:
         return [None] * len(xs)
-    axis = eqn.attrs.get('axis', 0) % len(eqn.out_shapes[0])
+    axis = _stack_axis(eqn)
     if len(xs) == 1:
         return [c.F.squeeze(gs[0], axis=axis)]
     parts = c.F.split(gs[0], num_outputs=len(xs), axis=axis, squeeze_axis=True)
