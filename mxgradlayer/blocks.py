@@ -134,13 +134,13 @@ class _DerivativeBlock(HybridBlock):
             if eqn.op != 'null' or eqn.name not in params:
                 continue
             param = params[eqn.name]
-            if F is mx.sym:
-                values[eqn.name] = param.var()
-                continue
             if param._deferred_init:
+                # the trace knows every parameter's shape, also of those the derivative
+                # never reads (Gluon's own inference could not find those)
                 param.shape = tuple(eqn.out_shapes[0])
                 param._finish_deferred_init()
-            values[eqn.name] = param.data(inputs[0].context)
+            values[eqn.name] = (param.var() if F is mx.sym
+                                else param.data(inputs[0].context))
         return values
 
     def _check_vector(self, vec, like_shape, what):

@@ -254,3 +254,40 @@ def test_jvp_and_vjp_blocks():
                           np.einsum('bij,bi->bj', jac, w.asnumpy())) < 1e-12
     assert relative_error(mg.VJP(net)(x, nd.ones_like(w)).asnumpy(),
                           mg.InputGradient(net)(x).asnumpy()) < 1e-12
+
+
+def test_deferred_initialization_when_hybridized_first():
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Dense(4, activation='tanh'), gluon.nn.Dense(1))
+    net.initialize()
+    lap = mg.Laplacian(net)
+    lap.hybridize(static_alloc=True, static_shape=True)
+    x = nd.random.normal(shape=(3, 5))
+    assert lap(x).shape == (3, 1)  # the last bias is not read by the Laplacian
+    assert net[1].bias.shape == (1,)
+    assert relative_error(lap(x).asnumpy(),
+                          mg.Laplacian(net, method='hessian_trace')(x).asnumpy()) < 1e-5
+
+
+def test_inputs_without_feature_axis_and_tuple_outputs():
+    u = Lambda(lambda F, x: F.sin(x))
+    z = array((5,), seed=16)
+    assert mg.Jacobian(u)(z).shape == (5,) and mg.Hessian(u)(z).shape == (5,)
+    assert relative_error(mg.Laplacian(u)(z).asnumpy(), -np.sin(z.asnumpy())) < 1e-12
+    pair = Lambda(lambda F, x: (F.sin(x), F.cos(x)))
+    x = array((4, 3), seed=17)
+    out, g = mg.InputGradient(pair, return_output=True)(x)
+    assert isinstance(out, tuple) and len(out) == 2
+    assert relative_error(g.asnumpy(), np.cos(x.asnumpy()) - np.sin(x.asnumpy())) < 1e-12
+    assert [j.shape for j in mg.Jacobian(pair)(x)] == [(4, 3, 3), (4, 3, 3)]
+
+
+def test_linear_networks_have_zero_curvature():
+    lin = gluon.nn.Dense(2, in_units=3)
+    lin.initialize()
+    lin.cast('float64')
+    x = array((4, 3), seed=18)
+    for blk in (mg.Laplacian(lin), mg.Hessian(lin)):
+        blk.hybridize()
+        assert not np.any(blk(x).asnumpy())
+    assert relative_error(mg.Jacobian(lin)(x).asnumpy()[0], lin.weight.data().asnumpy()) < 1e-15
