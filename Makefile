@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-torch clean
+.PHONY: demo test test-slow bench bench-torch long-run distributed clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,11 @@ bench: $(STAMP)
 bench-torch: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python benchmarks/run.py --threads 2 --torch
+
+# 10,000 steps of the Poisson workload; fails if resident memory grows after warm-up
+long-run: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/run.py --long-run 10000
+
+# two workers, a server and a scheduler on loopback, compared with one process
+distributed: $(STAMP)
+	$(BIN)/python examples/distributed/launch.py --check

@@ -93,7 +93,14 @@ def main(argv=None):
     p.add_argument('--only', default='', help='comma-separated workloads (W1,W2,LAP2,...)')
     p.add_argument('--torch', action='store_true', help='also run the PyTorch workloads')
     p.add_argument('--out', default=os.path.join(HERE, 'results.json'))
+    p.add_argument('--long-run', type=int, metavar='STEPS', default=0,
+                   help='instead: train the Poisson workload STEPS steps and check that '
+                        'resident memory stays flat (benchmarks/long_run.py)')
     args = p.parse_args(argv)
+    if args.long_run:
+        sys.path.insert(0, HERE)
+        import long_run
+        sys.exit(long_run.main(['--steps', str(args.long_run)]))
     if args.child:
         measure(*args.child, steps=args.steps, warmup=args.warmup)
         return
