@@ -192,6 +192,12 @@ def test_wrapping_a_symbol_block_loaded_from_export(tmp_path):
     loaded.load_parameters(prefix + '-0000.params')
     for cls in (mg.InputGradient, mg.Jacobian, mg.Hessian, mg.Laplacian):
         assert relative_error(cls(loaded)(x).asnumpy(), cls(net)(x).asnumpy()) < 1e-12
+    v, w = array((4, 2), seed=19), array((4, 1), seed=20)
+    for cls, extra in ((mg.JVP, v), (mg.VJP, w), (mg.HVP, v)):
+        assert relative_error(cls(loaded)(x, extra).asnumpy(),
+                              cls(net)(x, extra).asnumpy()) < 1e-12
+    div = mg.Divergence(mg.InputGradient(loaded))(x).asnumpy()
+    assert relative_error(div, mg.Laplacian(net)(x).asnumpy()[:, 0]) < 1e-12
     check_param_grads(mg.InputGradient(loaded), [x])
 
 

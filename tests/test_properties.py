@@ -67,17 +67,26 @@ def networks(draw):
     return n_in, widths, acts, skips, n_out, second, batch, seed
 
 
+DTYPES = st.sampled_from(['float64', 'float32'])
+
+
 BLOCKS = ['InputGradient', 'Jacobian', 'JVP', 'VJP', 'HVP', 'Hessian', 'Laplacian',
           'Divergence', 'nested']
 
 
-def _build(spec):
+def _network(spec, dtype='float64'):
     n_in, widths, acts, skips, n_out, second, batch, seed = spec
     mx.random.seed(seed)
-    rng = np.random.default_rng(seed)
     net = RandomNet(n_in, widths, acts, skips, n_out, second)
     net.initialize(mx.init.Normal(0.6))
-    net.cast('float64')
+    net.cast(dtype)
+    return net
+
+
+def _build(spec):
+    n_in, widths, acts, skips, n_out, second, batch, seed = spec
+    net = _network(spec)
+    rng = np.random.default_rng(seed)
     x = rng.uniform(-1.5, 1.5, size=(batch, n_in))
     x = np.sign(x) * (0.05 + np.abs(x))  # keep clear of kinks at 0
     args = [nd.array(x, dtype='float64')]
@@ -86,25 +95,26 @@ def _build(spec):
     return net, args, rng
 
 
-CASES = (networks(), st.sampled_from(BLOCKS), st.booleans(), st.integers(0, 1))
+CASES = (networks(), st.sampled_from(BLOCKS), st.booleans(), st.integers(0, 1), DTYPES)
 
 
 @_settings(25)
 @given(*CASES)
-def test_random_networks_against_finite_differences(spec, which, hybridize, wrt_choice):
-    check_case(spec, which, hybridize, wrt_choice)
+def test_random_networks_against_finite_differences(spec, which, hybridize, wrt_choice, dtype):
+    check_case(spec, which, hybridize, wrt_choice, dtype)
 
 
 @pytest.mark.slow
 @_settings(1000)
 @given(*CASES)
-def test_soak_random_networks(spec, which, hybridize, wrt_choice):
-    check_case(spec, which, hybridize, wrt_choice)
+def test_soak_random_networks(spec, which, hybridize, wrt_choice, dtype):
+    check_case(spec, which, hybridize, wrt_choice, dtype)
 
 
-def check_case(spec, which, hybridize, wrt_choice):
-    """One random network, one block, against finite differences and with the parameter
-    gradients of a loss on the block."""
+def check_case(spec, which, hybridize, wrt_choice, dtype='float64'):
+    """One random network, one block, against finite differences in float64 and with the
+    parameter gradients of a loss on the block; for ``dtype='float32'`` the same block on
+    a float32 copy of the network must also agree with the float64 result."""
     net, args, rng = _build(spec)
     wrt = wrt_choice if len(args) > 1 else 0
     ref_net = exact_primal(net)
@@ -148,6 +158,26 @@ def check_case(spec, which, hybridize, wrt_choice):
         check = lambda g: relative_error(g.asnumpy(), ref.asnumpy())
     if hybridize:
         blk.hybridize()
-    err = check(blk(*args, *extra))
+    got = blk(*args, *extra)
+    err = check(got)
     assert err < 1e-6, f'{which}: relative error {err:.3g}'
     check_param_grads(blk, args + extra, rtol=1e-5)
+    if dtype == 'float32':
+        net32 = _network(spec, 'float32')
+        for p32, p64 in zip(net32.collect_params().values(), net.collect_params().values()):
+            p32.set_data(p64.data().astype('float32'))
+        blk32 = _same_block(blk, which, net32, wrt)
+        if hybridize:
+            blk32.hybridize()
+        got32 = blk32(*[a.astype('float32') for a in args + extra])
+        assert got32.dtype == np.float32
+        err32 = relative_error(got32.asnumpy(), got.asnumpy())
+        assert err32 < 2e-3, f'{which} in float32: relative error {err32:.3g}'
+
+
+def _same_block(blk, which, net, wrt):
+    if which == 'Divergence':
+        return mg.Divergence(mg.InputGradient(net, wrt), wrt)
+    if which == 'nested':
+        return mg.JVP(mg.InputGradient(net, wrt), wrt)
+    return getattr(mg, which)(net, wrt)
