@@ -121,6 +121,8 @@ SPECS = [
     spec('sum', lambda F, x: F.sum(x, axis=1)),
     spec('sum_axis', lambda F, x: F.sum_axis(x, axis=(1, 2), keepdims=True), ((2, 3, 4),)),
     spec('mean', lambda F, x: F.mean(x, axis=-1, keepdims=True)),
+    spec('softmax', lambda F, x: F.softmax(x)),
+    spec('log_softmax', lambda F, x: F.log_softmax(x, axis=1), ((3, 4, 2),)),
     # ----- shape -----
     spec('Reshape', lambda F, x: F.reshape(x, shape=(0, 2, -1)), ((3, 4),)),
     spec('reshape', lambda F, x: F.reshape(x, shape=(-1, 2)), ((3, 4),)),
@@ -162,6 +164,8 @@ VARIANTS = [
     spec('sum', lambda F, x: F.sum(x)),
     spec('sum', lambda F, x: F.sum(x, axis=0, exclude=True, keepdims=True), ((2, 3, 4),)),
     spec('mean', lambda F, x: F.mean(x)),
+    spec('softmax', lambda F, x: F.softmax(x, axis=1), ((3, 4, 2),)),
+    spec('log_softmax', lambda F, x: F.log_softmax(x)),
     spec('slice', lambda F, x: F.slice(x, begin=(1, None), end=(3, None)), ((4, 3),)),
     spec('broadcast_mul', lambda F, a, b: F.broadcast_mul(a, b), ((4,), (3, 4))),
     spec('_power_scalar', lambda F, x: x ** 0.5, low=0.5, high=2.0),

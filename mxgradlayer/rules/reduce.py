@@ -1,6 +1,7 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Reductions: sum and mean over axes (linear; the VJP broadcasts back)."""
-from ..registry import def_linear
+from ..errors import UnsupportedOperatorError
+from ..registry import def_linear, defrule
 
 
 def reduced_axes(attrs, rank):
@@ -57,3 +58,69 @@ def _mean_vjp(c, eqn, xs, ans, gs):
 def_linear('sum', _sum_vjp)
 def_linear('sum_axis', _sum_vjp)
 def_linear('mean', _mean_vjp)
+
+
+# ----- softmax and log_softmax along one axis -----
+def _softmax_axis(c, eqn):
+    attrs = eqn.attrs
+    if attrs.get('temperature') not in (None, 1, 1.0) or attrs.get('use_length', False):
+        raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
+                                       'temperature or use_length is not covered')
+    axis = attrs.get('axis', -1) % len(eqn.in_shapes[0])
+    if axis == 0:
+        c.coupling(eqn, 'it normalises over the batch axis')
+    return axis
+
+
+def _dot_along(c, y, t, axis):
+    """<y, t> along ``axis`` for folded directions ``t``, keepdims."""
+    return c.F.sum(c.F.elemwise_mul(c.repeat(y), t), axis=axis, keepdims=True)
+
+
+def _softmax_jvp(c, eqn, xs, ans, ts):  # dy = y (t - <y, t>)
+    F, t = c.F, ts[0]
+    axis = _softmax_axis(c, eqn)
+    return [F.elemwise_mul(c.repeat(ans[0]), F.broadcast_sub(t, _dot_along(c, ans[0], t, axis)))]
+
+
+def _softmax_curvature(c, eqn, xs, ans, ts):  # d2y = s (t - <y,t>) - y <s, t>, s = dy
+    F, t = c.F, ts[0]
+    axis = _softmax_axis(c, eqn)
+    centred = F.broadcast_sub(t, _dot_along(c, ans[0], t, axis))
+    s = F.elemwise_mul(c.repeat(ans[0]), centred)
+    st = F.sum(F.elemwise_mul(s, t), axis=axis, keepdims=True)
+    second = F.elemwise_sub(F.elemwise_mul(s, centred), F.broadcast_mul(c.repeat(ans[0]), st))
+    return [c.sum_directions(second)]
+
+
+def _log_softmax_jvp(c, eqn, xs, ans, ts):  # dz = t - <y, t>, y = exp(z)
+    axis = _softmax_axis(c, eqn)
+    y = c.memo((eqn.nid, 'probabilities'), lambda: c.F.exp(ans[0]))
+    return [c.F.broadcast_sub(ts[0], _dot_along(c, y, ts[0], axis))]
+
+
+def _log_softmax_curvature(c, eqn, xs, ans, ts):  # d2z = -(<y, t^2> - <y, t>^2)
+    F, t = c.F, ts[0]
+    axis = _softmax_axis(c, eqn)
+    y = c.memo((eqn.nid, 'probabilities'), lambda: F.exp(ans[0]))
+    mean = _dot_along(c, y, t, axis)
+    var = F.elemwise_sub(_dot_along(c, y, F.square(t), axis), F.square(mean))
+    return [c.sum_directions(F.broadcast_like(var * -1.0, c.repeat(ans[0])))]
+
+
+def _softmax_vjp(c, eqn, xs, ans, gs):  # g_x = y (g - <g, y>)
+    return None if gs[0] is None else _softmax_jvp(c, eqn, xs, ans, gs)
+
+
+def _log_softmax_vjp(c, eqn, xs, ans, gs):  # g_x = g - y sum(g)
+    if gs[0] is None:
+        return [None]
+    F = c.F
+    axis = _softmax_axis(c, eqn)
+    y = c.memo((eqn.nid, 'probabilities'), lambda: F.exp(ans[0]))
+    total = F.sum(gs[0], axis=axis, keepdims=True)
+    return [F.elemwise_sub(gs[0], F.broadcast_mul(c.repeat(y), total))]
+
+
+defrule('softmax', _softmax_jvp, _softmax_vjp, _softmax_curvature)
+defrule('log_softmax', _log_softmax_jvp, _log_softmax_vjp, _log_softmax_curvature)
