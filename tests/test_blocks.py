@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 import mxgradlayer as mg

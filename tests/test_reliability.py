@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-from mxnet import nd
 
 import mxgradlayer as mg
 from mxgradlayer.test_util import relative_error

@@ -1,9 +1,8 @@
 """Every rule, through one generic checker: JVP and VJP to second order (so the rules of
 the rules are exercised), imperative and hybridized, float64; MXNet's own first-order
 gradient as a second oracle; the forward Laplacian against finite differences."""
-import numpy as np
 import pytest
-from mxnet import autograd, nd
+from mxnet import autograd
 
 import mxgradlayer as mg
 from mxgradlayer.errors import SampleCouplingError

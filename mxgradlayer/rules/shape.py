@@ -91,7 +91,6 @@ def_linear('slice_axis', _slice_axis_vjp, jvp=_slice_axis_jvp)
 
 
 def _slice_spec(eqn):
-    shape = eqn.in_shapes[0]
     begin, end = eqn.attrs.get('begin', ()), eqn.attrs.get('end', ())
     step = eqn.attrs.get('step', ()) or ()
     spec = []
