@@ -5,7 +5,9 @@
 Each (workload, method) runs in a fresh subprocess with OMP_NUM_THREADS and
 MXNET_CPU_WORKER_NTHREADS fixed, so peak resident memory is its own; it warms up, then
 times at least ``--steps`` (>= 20) steps and at least two seconds of them, and reports
-the median and minimum.  Ratios are taken within one
+the median and minimum; ``ratio`` divides by the plain step's median from its own
+process, ``interleaved`` times the plain and the derivative step alternately in one
+process (drift of a shared machine cancels out of it).  Ratios are taken within one
 run against the workload's plain step (W3: one forward and backward pass), never across
 runs.  Writes a JSON file and prints a table.  ``--torch`` adds the same workloads in
 PyTorch (if installed: ``pip install torch==2.13.0``; never a dependency of the library).
@@ -23,32 +25,57 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
+def _timed(step, steps, seconds=2.0):
+    """Step times: at least ``steps`` of them and at least ``seconds`` of work."""
+    times = []
+    begin = time.perf_counter()
+    while len(times) < steps or time.perf_counter() - begin < seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)
+
+
 def measure(framework, workload, method, steps, warmup):
-    """In this process: build the step, time it, print one JSON line."""
+    """In this process: build the step, time it, print one JSON line.
+
+    For a derivative method the plain step of the same workload is then built in the same
+    process and the two are timed alternately (plain, method, plain, ...), so that the
+    machine's drift cancels out of ``interleaved_ratio``; peak memory is read before the
+    plain step exists.
+    """
     sys.path.insert(0, ROOT)
     sys.path.insert(0, HERE)
     if framework == 'mxnet':
         import mxnet as mx
         import workloads
         mx.random.seed(0)
-        step = workloads.build(workload, method)
     else:
-        import torch_workloads
-        step = torch_workloads.build(workload, method)
+        import torch_workloads as workloads
+    step = workloads.build(workload, method)
     for _ in range(warmup):
         step()
-    times = []
-    begin = time.perf_counter()
-    # at least ``steps`` steps and at least two seconds, so millisecond steps are not noise
-    while len(times) < steps or time.perf_counter() - begin < 2.0:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    times.sort()
+    times = _timed(step, steps)
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({'framework': framework, 'workload': workload, 'method': method,
-                      'median_ms': 1e3 * times[len(times) // 2], 'min_ms': 1e3 * times[0],
-                      'steps': len(times), 'peak_rss_mb': rss_kb / 1024.0}))
+    result = {'framework': framework, 'workload': workload, 'method': method,
+              'median_ms': 1e3 * times[len(times) // 2], 'min_ms': 1e3 * times[0],
+              'steps': len(times), 'peak_rss_mb': rss_kb / 1024.0}
+    if method != 'plain':
+        plain = workloads.build(workload, 'plain')
+        for _ in range(warmup):
+            plain()
+        pairs = []
+        begin = time.perf_counter()
+        while len(pairs) < steps or time.perf_counter() - begin < 2.0:
+            t0 = time.perf_counter()
+            plain()
+            t1 = time.perf_counter()
+            step()
+            pairs.append((t1 - t0, time.perf_counter() - t1))
+        base = sorted(p[0] for p in pairs)[len(pairs) // 2]
+        other = sorted(p[1] for p in pairs)[len(pairs) // 2]
+        result['interleaved_ratio'] = other / base
+    print(json.dumps(result))
 
 
 def run_one(framework, workload, method, args, env):
@@ -67,7 +94,7 @@ def table(results):
         if 'error' not in r and r['method'] == 'plain':
             ref[(r['framework'], r['workload'])] = r['median_ms']
     lines = [f"{'framework':9s} {'workload':8s} {'method':14s} {'median ms':>10s} "
-             f"{'min ms':>8s} {'ratio':>7s} {'peak RSS MB':>12s}"]
+             f"{'min ms':>8s} {'ratio':>7s} {'interleaved':>11s} {'peak RSS MB':>12s}"]
     for r in results:
         if 'error' in r:
             lines.append(f"{r['framework']:9s} {r['workload']:8s} {r['method']:14s} "
@@ -76,8 +103,10 @@ def table(results):
         base = ref.get((r['framework'], r['workload']))
         r['ratio'] = r['median_ms'] / base if base else None
         ratio = f"{r['ratio']:7.2f}" if base else '      -'
+        inter = (f"{r['interleaved_ratio']:11.2f}" if 'interleaved_ratio' in r
+                 else f"{'-':>11s}")
         lines.append(f"{r['framework']:9s} {r['workload']:8s} {r['method']:14s} "
-                     f"{r['median_ms']:10.2f} {r['min_ms']:8.2f} {ratio} "
+                     f"{r['median_ms']:10.2f} {r['min_ms']:8.2f} {ratio} {inter} "
                      f"{r['peak_rss_mb']:12.0f}")
     return '\n'.join(lines)
 

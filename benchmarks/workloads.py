@@ -2,8 +2,8 @@
 """The benchmark workloads, each a function returning a zero-argument training step.
 
 Every workload is hybridized (static_alloc, static_shape) and float32, as people train.
-A "step" is forward, backward and an Adam update, and ends with a wait on the loss so
-that MXNet's asynchronous engine has finished the work being timed.
+A "step" is forward, backward and an Adam update, and ends with ``nd.waitall()`` so that
+MXNet's asynchronous engine has finished all the work being timed, the update included.
 """
 import numpy as np
 import mxnet as mx
@@ -47,7 +47,7 @@ def _step(loss_block, params, args):
         loss.backward()
         # a loss on derivatives alone leaves the last bias without gradient
         trainer.step(1, ignore_stale_grad=True)
-        loss.wait_to_read()
+        nd.waitall()  # the parameter update too, or the next step would pay for it
     return step
 
 
@@ -139,6 +139,7 @@ def w3(method):
 
     def step():
         hvp(x, v).wait_to_read()
+        nd.waitall()
     return step
 
 
