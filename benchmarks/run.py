@@ -25,6 +25,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
+def build(module, name, method):
+    """The step of workload ``name`` ('W1', 'W2', 'W3', 'LAP2', 'LAP8', ...) from
+    ``module`` (workloads, or torch_workloads, which defines the same functions)."""
+    if name.startswith('LAP'):
+        return module.laplacian_cost(method, int(name[3:]))
+    return getattr(module, name.lower())(method)
+
+
 def _timed(step, steps, seconds=2.0):
     """Step times: at least ``steps`` of them and at least ``seconds`` of work."""
     times = []
@@ -46,13 +54,13 @@ def measure(framework, workload, method, steps, warmup):
     """
     sys.path.insert(0, ROOT)
     sys.path.insert(0, HERE)
-    if framework == 'mxnet':
+    if framework == 'mxnet':  # a torch run imports no MXNet, so its memory is its own
         import mxnet as mx
-        import workloads
+        import workloads as module
         mx.random.seed(0)
     else:
-        import torch_workloads as workloads
-    step = workloads.build(workload, method)
+        import torch_workloads as module
+    step = build(module, workload, method)
     for _ in range(warmup):
         step()
     times = _timed(step, steps)
@@ -61,7 +69,7 @@ def measure(framework, workload, method, steps, warmup):
               'median_ms': 1e3 * times[len(times) // 2], 'min_ms': 1e3 * times[0],
               'steps': len(times), 'peak_rss_mb': rss_kb / 1024.0}
     if method != 'plain':
-        plain = workloads.build(workload, 'plain')
+        plain = build(module, workload, 'plain')
         for _ in range(warmup):
             plain()
         pairs = []

@@ -73,7 +73,7 @@ def w2(method):
     return _train_step(net.parameters(), loss)
 
 
-def lap(method, d):
+def laplacian_cost(method, d):
     net = mlp([64, 64, 64, 1], torch.nn.Tanh, d)
     x = torch.rand(1024, d)
 
@@ -97,16 +97,6 @@ def w3(method):
         g, = torch.autograd.grad(net(x).sum(), x, create_graph=True)
         torch.autograd.grad((g * v).sum(), x)
     return step
-
-
-def build(name, method):
-    if name == 'W1':
-        return w1(method)
-    if name == 'W2':
-        return w2(method)
-    if name == 'W3':
-        return w3(method)
-    return lap(method, int(name[3:]))
 
 
 WORKLOADS = {'W1': ['plain', 'layer', 'fd'], 'W2': ['plain', 'layer'],

@@ -143,19 +143,6 @@ def w3(method):
     return step
 
 
-def build(name, method):
-    """The step function of workload ``name`` ('W1', 'W2', 'W3', 'LAP2', 'LAP8', ...)."""
-    if name == 'W1':
-        return w1(method)
-    if name == 'W2':
-        return w2(method)
-    if name == 'W3':
-        return w3(method)
-    if name.startswith('LAP'):
-        return laplacian_cost(method, int(name[3:]))
-    raise ValueError(name)
-
-
 # workload -> methods; the first method is the reference step of the ratios
 WORKLOADS = {
     'W1': ['plain', 'layer', 'fd'],
