@@ -4,17 +4,26 @@
 Each builds the corresponding block once per (net, options) and calls it, so repeated
 calls reuse the traced graph.  For training, put the blocks themselves in your network.
 """
-import weakref
-
 from .blocks import HVP, InputGradient, JVP, VJP, Hessian, Laplacian
 
 __all__ = ['grad', 'jvp', 'vjp', 'hvp', 'hessian', 'laplacian']
 
-_BLOCKS = weakref.WeakKeyDictionary()
+
+class _Cache:
+    """Derivative blocks built for one net.  Kept on the net itself, so they live exactly as
+    long as it does (a block holds its net: a weak-keyed global cache would keep every net
+    alive); an object, not a dict, so Gluon does not take it for a container of children."""
+
+    def __init__(self):
+        self.blocks = {}
 
 
 def _block(cls, net, **options):
-    per_net = _BLOCKS.setdefault(net, {})
+    cache = net.__dict__.get('_mxgradlayer_cache')
+    if cache is None:
+        cache = _Cache()
+        object.__setattr__(net, '_mxgradlayer_cache', cache)
+    per_net = cache.blocks
     key = (cls, tuple(sorted(options.items())))
     if key not in per_net:
         per_net[key] = cls(net, **options)

@@ -125,3 +125,17 @@ def test_forward_laplacian_scales_to_many_dimensions():
     lap = mg.Laplacian(net)(x).asnumpy()
     ref = mg.Laplacian(net, method='hessian_trace')(x).asnumpy()
     assert relative_error(lap, ref) < 1e-10
+
+
+def test_functional_helpers_reuse_blocks_and_do_not_keep_nets_alive():
+    import gc
+    import weakref
+    net = mlp([4, 1], 'tanh', in_units=2)
+    x = array((3, 2), seed=12)
+    first = mg.grad(net, x)
+    assert relative_error(mg.grad(net, x).asnumpy(), first.asnumpy()) == 0
+    assert len(net._mxgradlayer_cache.blocks) == 1  # the second call reused the block
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None
