@@ -72,8 +72,7 @@ def def_linear(op, transpose, jvp=None, doc=''):
     def same(c, eqn, xs, ans, ts):
         if all(t is None for t in ts):
             return [None] * eqn.num_outputs
-        ts = [c.zeros_tangent(x, eqn.in_shapes[i]) if t is None else t
-              for i, (x, t) in enumerate(zip(xs, ts))]
+        ts = [c.zeros_tangent(x) if t is None else t for x, t in zip(xs, ts)]
         return c.apply(eqn, ts)
     defrule(op, jvp or same, transpose, None, linear=True, doc=doc)
 
@@ -147,9 +146,6 @@ class RuleContext:
         attrs.update({k: str(v) for k, v in overrides.items()})
         return apply_op(self.F, eqn.op, inputs, attrs)
 
-    def op(self, name, *inputs, **attrs):
-        return apply_op(self.F, name, inputs, attrs)[0]
-
     def scale(self, t, d, broadcast=False):
         """Multiply folded directions ``t`` (K*B, *s) by a primal factor ``d`` (B, *s).
 
@@ -190,13 +186,9 @@ class RuleContext:
         parts = self.F.split(t, num_outputs=self.K, axis=0)
         return self.F.add_n(*[parts[k] for k in range(self.K)])
 
-    def zeros_tangent(self, x, shape):
-        """A zero tangent for primal ``x`` in folded layout."""
-        z = self.F.zeros_like(x)
-        if self.K == 1:
-            return z
-        return self.F.reshape(self.F.broadcast_axis(self.F.expand_dims(z, axis=0), axis=0,
-                                                    size=self.K), shape=(-3, -2))
+    def zeros_tangent(self, x):
+        """A zero tangent for primal ``x`` in folded layout: (K*B, *s)."""
+        return self.repeat(self.F.zeros_like(x))
 
     def coupling(self, eqn, why):
         """Refuse an operator that mixes samples, in a per-sample computation."""

@@ -2,7 +2,7 @@
 """Helpers shared by the rule families: broadcasting, reshaping back, folding primal factors."""
 from ..registry import add  # noqa: F401  (re-exported for the families)
 
-__all__ = ['unbroadcast', 'broadcast_tangent', 'reshape_to', 'tile_primal', 'neg', 'add']
+__all__ = ['unbroadcast', 'broadcast_tangent', 'reshape_to', 'neg', 'add']
 
 
 def neg(F, x):
@@ -47,8 +47,3 @@ def reshape_to(c, g, x, x_shape):
     if c.K == 1:
         return c.F.reshape_like(g, x)
     return c.F.reshape(g, shape=(-1,) + tuple(x_shape[1:]))
-
-
-def tile_primal(c, x):
-    """Repeat primal ``x`` (B, *s) for K folded directions: (K*B, *s)."""
-    return c.repeat(x)

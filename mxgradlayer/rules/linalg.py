@@ -7,7 +7,7 @@ the differentiated input too, its tangent has no batch axis to fold into, so tha
 is exact for one direction and refused (``c.coupling``) for several.
 """
 from ..registry import defrule
-from ._helpers import add, reshape_to, tile_primal
+from ._helpers import add, reshape_to
 
 
 def _rows(F, x):
@@ -125,9 +125,9 @@ def _batch_dot_jvp(c, eqn, xs, ans, ts):
     a, b = xs
     out = None
     if ts[0] is not None:
-        out = _bdot(c, ts[0], tile_primal(c, b), ta, tb)
+        out = _bdot(c, ts[0], c.repeat(b), ta, tb)
     if ts[1] is not None:
-        out = add(c.F, out, _bdot(c, tile_primal(c, a), ts[1], ta, tb))
+        out = add(c.F, out, _bdot(c, c.repeat(a), ts[1], ta, tb))
     return [out]
 
 
@@ -136,7 +136,7 @@ def _batch_dot_vjp(c, eqn, xs, ans, gs):
     if g is None:
         return [None, None]
     ta, tb = _dot_flags(eqn)
-    a, b = tile_primal(c, xs[0]), tile_primal(c, xs[1])
+    a, b = c.repeat(xs[0]), c.repeat(xs[1])
     ga = _bdot(c, b, g, tb, True) if ta else _bdot(c, g, b, False, not tb)
     gb = _bdot(c, g, a, True, ta) if tb else _bdot(c, a, g, not ta, False)
     return [ga, gb]

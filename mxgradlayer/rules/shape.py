@@ -7,7 +7,7 @@ operators call ``c.coupling`` (the transform also checks shapes generically).
 """
 from ..errors import UnsupportedOperatorError
 from ..registry import def_linear, def_zero
-from ._helpers import broadcast_tangent, reshape_to, tile_primal, unbroadcast
+from ._helpers import broadcast_tangent, reshape_to, unbroadcast
 
 
 def _reshape_back(c, eqn, xs, ans, gs):
@@ -34,8 +34,7 @@ def_linear('transpose', _transpose_vjp)
 
 def _zeros_piece(c, x, axis, begin, end):
     """Zeros shaped like x sliced to [begin, end) along ``axis``, in folded layout."""
-    piece = c.F.zeros_like(c.F.slice_axis(x, axis=axis, begin=begin, end=end))
-    return tile_primal(c, piece)
+    return c.zeros_tangent(c.F.slice_axis(x, axis=axis, begin=begin, end=end))
 
 
 def _pad_back(c, eqn, g, x, axis, begin, end, size):
@@ -148,7 +147,7 @@ def _joining_jvp(axis_of, what):
     def jvp(c, eqn, xs, ans, ts):
         if axis_of(eqn) == 0:
             c.coupling(eqn, f'it {what} along the batch axis')
-        ts = [tile_primal(c, c.F.zeros_like(x)) if t is None else t for x, t in zip(xs, ts)]
+        ts = [c.zeros_tangent(x) if t is None else t for x, t in zip(xs, ts)]
         return c.apply(eqn, ts)
     return jvp
 
@@ -213,7 +212,7 @@ def _split_vjp(c, eqn, xs, ans, gs):
     squeeze = eqn.attrs.get('squeeze_axis', False)
     parts = []
     for a, g in zip(ans, gs):
-        g = tile_primal(c, c.F.zeros_like(a)) if g is None else g
+        g = c.zeros_tangent(a) if g is None else g
         parts.append(c.F.expand_dims(g, axis=axis) if squeeze else g)
     return [parts[0] if len(parts) == 1 else c.F.concat(*parts, dim=axis)]
 
@@ -239,7 +238,7 @@ for _op in ('broadcast_like', 'broadcast_axis', 'broadcast_axes', 'broadcast_to'
 def _like_jvp(c, eqn, xs, ans, ts):  # the second operand only lends its shape
     if ts[0] is None:
         return [None]
-    return c.apply(eqn, [ts[0], xs[1]] if c.K == 1 else [ts[0], tile_primal(c, xs[1])])
+    return c.apply(eqn, [ts[0], c.repeat(xs[1])])
 
 
 def _reshape_like_vjp(c, eqn, xs, ans, gs):
