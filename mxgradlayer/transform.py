@@ -23,14 +23,6 @@ def depends_on(graph, input_positions):
     return hot
 
 
-def _reaches_heads(graph):
-    live = {nid for nid, _ in graph.heads}
-    for eqn in reversed(graph.nodes):
-        if eqn.nid in live:
-            live.update(i for i, _ in eqn.inputs)
-    return live
-
-
 def _variable_value(graph, eqn, inputs, params):
     pos = graph.input_nids.index(eqn.nid) if eqn.nid in graph.input_nids else None
     if pos is not None:
@@ -50,12 +42,11 @@ def _primal(F, eqn, xs):
     return apply_op(F, eqn.op, xs, eqn.raw_attrs)
 
 
-def evaluate_primal(F, graph, inputs, params, node_filter=None):
-    """Primal values of every node: dict nid -> list of outputs."""
+def evaluate_primal(F, graph, inputs, params):
+    """Primal values of every node: dict nid -> list of outputs.  (A Symbol's JSON holds
+    only the ancestors of its outputs, so no node is evaluated in vain.)"""
     vals = {}
     for eqn in graph.nodes:
-        if node_filter is not None and eqn.nid not in node_filter:
-            continue
         if eqn.op == 'null':
             vals[eqn.nid] = [_variable_value(graph, eqn, inputs, params)]
         else:
@@ -153,15 +144,14 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
     """
     c = RuleContext(F, K, per_sample)
     hot = depends_on(graph, wrt)
-    live = _reaches_heads(graph)
-    vals = evaluate_primal(F, graph, inputs, params, node_filter=live)
+    vals = evaluate_primal(F, graph, inputs, params)
     grads = {}
     outs = [vals[n][k] for n, k in graph.heads]
     for (n, k), g in zip(graph.heads, cotangents(outs)):
         if n in hot and g is not None:
             grads[(n, k)] = add(F, grads.get((n, k)), g)
     for eqn in reversed(graph.nodes):
-        if eqn.op == 'null' or eqn.nid not in hot or eqn.nid not in live:
+        if eqn.op == 'null' or eqn.nid not in hot:
             continue
         gs = [grads.pop((eqn.nid, k), None) for k in range(len(vals[eqn.nid]))]
         if all(g is None for g in gs):
