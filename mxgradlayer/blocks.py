@@ -17,6 +17,7 @@ from mxnet.gluon import HybridBlock
 from . import rules  # noqa: F401  (registers every rule)
 from .errors import InputSpecError
 from .graph import resolve_input_specs, trace
+from .registry import RuleContext
 from .transform import forward, reverse
 
 __all__ = ['InputGradient', 'VJP', 'JVP', 'Jacobian', 'HVP', 'Hessian', 'Laplacian',
@@ -403,7 +404,7 @@ class Jacobian(_DerivativeBlock):
         x = inputs[p]
         if mode == 'forward':
             outs, tans, _ = _all_directions(self, F, graph, inputs, params, p)
-            res = [_unfold_to_end(F, _tile(F, F.zeros_like(o), n) if t is None else t,
+            res = [_unfold_to_end(F, RuleContext(F, n).zeros_tangent(o) if t is None else t,
                                   n, s, in_shape)
                    for o, t, s in zip(outs, tans, out_shapes)]
         else:
@@ -418,15 +419,11 @@ class Jacobian(_DerivativeBlock):
                                per_sample=True)
             g = grads[0]
             if g is None:
-                g = _tile(F, F.zeros_like(x), m)
+                g = RuleContext(F, m).zeros_tangent(x)
             u = F.reshape(g, shape=(-4, m, -1, -2))
             u = F.transpose(u, axes=(1, 0) + tuple(range(2, 2 + len(in_shape))))
             res = [F.reshape(u, shape=(-1,) + tuple(s) + tuple(in_shape))]
         return res[0] if len(res) == 1 else tuple(res)
-
-
-def _tile(F, x, n):
-    return F.reshape(F.broadcast_axis(F.expand_dims(x, axis=0), axis=0, size=n), shape=(-3, -2))
 
 
 class HVP(_DerivativeBlock):

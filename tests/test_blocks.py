@@ -296,3 +296,11 @@ def test_linear_networks_have_zero_curvature():
         blk.hybridize()
         assert not np.any(blk(x).asnumpy())
     assert relative_error(mg.Jacobian(lin)(x).asnumpy()[0], lin.weight.data().asnumpy()) < 1e-15
+
+
+def test_jacobian_by_an_input_the_output_ignores_is_zero():
+    net = Lambda(lambda F, x, y: F.tanh(x) * 2)
+    x = array((4, 3), seed=21)
+    for mode in ('forward', 'reverse'):
+        jac = mg.Jacobian(net, wrt=1, mode=mode)(x, x)
+        assert jac.shape == (4, 3, 3) and not np.any(jac.asnumpy())
