@@ -44,31 +44,31 @@ def fd_directional(block, args, wrt, v, eps=1e-6):
     return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
 
 
-def fd_jacobian(block, args, wrt, eps=1e-6):
-    """Per-sample Jacobian (B, *out, *in) of a single-output block by central differences."""
-    x = args[wrt]
+def _unit_directions(x):
+    """The n = prod(x.shape[1:]) unit directions e_k of every sample of x."""
     in_shape = x.shape[1:]
     n = int(np.prod(in_shape)) if in_shape else 1
-    cols = []
     for k in range(n):
         e = np.zeros((n,))
         e[k] = 1.0
-        v = nd.array(np.broadcast_to(e.reshape((1,) + in_shape), x.shape), dtype=x.dtype)
-        cols.append(fd_directional(block, args, wrt, v, eps)[0].asnumpy())
+        yield k, nd.array(np.broadcast_to(e.reshape((1,) + in_shape), x.shape), dtype=x.dtype)
+
+
+def fd_jacobian(block, args, wrt, eps=1e-6):
+    """Per-sample Jacobian (B, *out, *in) of a single-output block by central differences."""
+    in_shape = args[wrt].shape[1:]
+    cols = [fd_directional(block, args, wrt, v, eps)[0].asnumpy()
+            for _, v in _unit_directions(args[wrt])]
     jac = np.stack(cols, axis=-1)
     return jac.reshape(jac.shape[:-1] + in_shape)
 
 
 def fd_laplacian(jacobian_block, args, wrt, eps=1e-6):
     """Per-sample Laplacian from central differences of an exact Jacobian block."""
-    x = args[wrt]
-    in_shape = x.shape[1:]
+    in_shape = args[wrt].shape[1:]
     n = int(np.prod(in_shape)) if in_shape else 1
     total = 0.0
-    for k in range(n):
-        e = np.zeros((n,))
-        e[k] = 1.0
-        v = nd.array(np.broadcast_to(e.reshape((1,) + in_shape), x.shape), dtype=x.dtype)
+    for k, v in _unit_directions(args[wrt]):
         d = fd_directional(jacobian_block, args, wrt, v, eps)[0].asnumpy()
         d = d.reshape(d.shape[:len(d.shape) - len(in_shape)] + (n,))
         total = total + d[..., k]
