@@ -148,6 +148,24 @@ SPECS = [
          ((4, 5), (3, 5), (3,))),
     spec('dot', lambda F, a, b: F.dot(a, b), ((3, 4), (4, 2))),
     spec('batch_dot', lambda F, a, b: F.batch_dot(a, b, transpose_b=True), ((3, 2, 4), (3, 5, 4))),
+    spec('max', lambda F, x: F.max(x, axis=1)),
+    spec('min', lambda F, x: F.min(x, axis=(1, 2), keepdims=True), ((2, 3, 4),)),
+    spec('norm', lambda F, x: F.norm(x, axis=1), **POS),
+    # ----- sliding windows: the weight is a parameter, only the data is differentiated -----
+    spec('Convolution', lambda F, x, w, b: F.Convolution(
+        x, w, b, kernel=(3, 2), stride=(2, 1), pad=(1, 1), dilate=(1, 2), num_filter=4),
+        ((2, 3, 6, 5), (4, 3, 3, 2), (4,)), wrt=(0,)),
+    spec('Deconvolution', lambda F, x, w, b: F.Deconvolution(
+        x, w, b, kernel=(3, 3), stride=(2, 2), pad=(1, 0), adj=(1, 0), num_filter=5, no_bias=False),
+        ((2, 3, 3, 4), (3, 5, 3, 3), (5,)), wrt=(0,)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type='max'),
+         ((2, 3, 4, 6),)),
+    spec('im2col', lambda F, x: F.im2col(x, kernel=(2, 3), stride=(1, 2), pad=(1, 1)),
+         ((2, 2, 4, 5),)),
+    spec('col2im', lambda F, x: F.col2im(x, output_size=(4, 5), kernel=(2, 3), stride=(1, 2),
+                                         pad=(1, 1)), ((2, 12, 15),)),
+    spec('UpSampling', lambda F, x: F.UpSampling(x, scale=2, sample_type='nearest'),
+         ((2, 3, 2, 3),)),
 ]
 
 # Variants of attributes exercised beyond the main row (same rule, other code paths).
@@ -171,7 +189,35 @@ VARIANTS = [
     spec('_power_scalar', lambda F, x: x ** 0.5, low=0.5, high=2.0),
     spec('_power_scalar', lambda F, x: x ** 2),
     spec('transpose', lambda F, x: F.transpose(x), ((3, 2, 4),)),
+    spec('max', lambda F, x: F.max(x, axis=0, exclude=True)),
+    spec('norm', lambda F, x: F.norm(x, ord=1, axis=(1, 2), keepdims=True), ((2, 3, 4),),
+         away=True),
+    spec('norm', lambda F, x: F.norm(x)),
+    spec('Convolution', lambda F, x, w: F.Convolution(x, w, kernel=(3,), num_filter=4,
+                                                      num_group=2, no_bias=True, pad=(2,)),
+         ((2, 4, 7), (4, 2, 3)), wrt=(0,)),
+    spec('Deconvolution', lambda F, x, w: F.Deconvolution(
+        x, w, kernel=(3,), stride=(3,), pad=(1,), num_filter=4, num_group=2, no_bias=True),
+        ((2, 4, 3), (4, 2, 3)), wrt=(0,)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3, 3), stride=(1, 2), pad=(1, 1),
+                                           pool_type='max'), ((2, 3, 4, 5),), low=-3.0, high=-1.0),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3, 2), stride=(2, 1), pad=(1, 1),
+                                           pool_type='avg', count_include_pad=False),
+         ((2, 3, 5, 4),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(2, 2), pad=(1, 0), pool_type='avg'),
+         ((2, 3, 4, 4),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3,), stride=(2,), pool_type='sum'),
+         ((2, 3, 7),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(1, 1), global_pool=True, pool_type='max'),
+         ((2, 3, 3, 4),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(1, 1), global_pool=True, pool_type='avg'),
+         ((2, 3, 3, 4),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(2,), stride=(2,), pool_type='max'),
+         ((2, 3, 6),)),
+    spec('UpSampling', lambda F, x: F.UpSampling(x, scale=3, sample_type='nearest'),
+         ((2, 2, 1, 3),)),
 ]
 
 # operators registered under several names share one rule with a tested sibling
-ALIASES = {'_npx_reshape': 'reshape', 'broadcast_axes': 'broadcast_axis', 'concat': 'Concat', 'ElementWiseSum': 'add_n'}
+ALIASES = {'_npx_reshape': 'reshape', 'broadcast_axes': 'broadcast_axis', 'concat': 'Concat', 'ElementWiseSum': 'add_n',
+           'max_axis': 'max', 'min_axis': 'min'}

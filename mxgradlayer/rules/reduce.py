@@ -124,3 +124,98 @@ def _log_softmax_vjp(c, eqn, xs, ans, gs):  # g_x = g - y sum(g)
 
 defrule('softmax', _softmax_jvp, _softmax_vjp, _softmax_curvature)
 defrule('log_softmax', _log_softmax_jvp, _log_softmax_vjp, _log_softmax_curvature)
+
+
+# ----- max and min over axes: the arg-max's tangent (ties share it equally, as in
+# HIPS/autograd's grad_chooser), so the rules are piecewise linear -----
+def _keep(c, eqn, r):
+    """A reduction's result with the reduced axes kept as size 1."""
+    if eqn.attrs.get('keepdims', False):
+        return r
+    shape = eqn.in_shapes[0]
+    axes = reduced_axes(eqn.attrs, len(shape))
+    if len(axes) == len(shape):
+        return c.F.reshape(r, shape=(1,) * len(shape))
+    for a in axes:
+        r = c.F.expand_dims(r, axis=a)
+    return r
+
+
+def _chooser(c, eqn, x, y):
+    """Indicator of the extremal elements, divided by their count: (B, *s)."""
+    def make():
+        F = c.F
+        axes = reduced_axes(eqn.attrs, len(eqn.in_shapes[0]))
+        hits = F.broadcast_equal(x, _keep(c, eqn, y))
+        return F.broadcast_div(hits, F.sum(hits, axis=axes, keepdims=True))
+    return c.memo((eqn.nid, 'chooser'), make)
+
+
+def _extremum_jvp(c, eqn, xs, ans, ts):
+    if ts[0] is None:
+        return [None]
+    shape = eqn.in_shapes[0]
+    axes = reduced_axes(eqn.attrs, len(shape))
+    if any(shape[a] is None for a in axes):
+        c.coupling(eqn, 'it reduces over the batch axis')
+    picked = c.scale(ts[0], _chooser(c, eqn, xs[0], ans[0]))
+    return [c.F.sum(picked, axis=axes, keepdims=bool(eqn.attrs.get('keepdims', False)))]
+
+
+def _extremum_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None]
+    return [c.scale(_spread(c, eqn, gs[0], xs[0]), _chooser(c, eqn, xs[0], ans[0]))]
+
+
+for _op in ('max', 'min', 'max_axis', 'min_axis'):
+    defrule(_op, _extremum_jvp, _extremum_vjp, linear=True)
+
+
+# ----- norm (ord 1 or 2) over axes -----
+def _norm_ord(eqn):
+    order = eqn.attrs.get('ord', 2)
+    if order not in (1, 2) or eqn.attrs.get('out_dtype') not in (None, 'None'):
+        raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
+                                       'only ord=1 and ord=2 without out_dtype are covered')
+    return order
+
+
+def _norm_factor(c, eqn, x, y):
+    """d norm / dx: sign(x) for ord 1, x / norm for ord 2 (B, *s)."""
+    F = c.F
+    if _norm_ord(eqn) == 1:
+        return c.memo((eqn.nid, 'norm-d1'), lambda: F.sign(x))
+    return c.memo((eqn.nid, 'norm-d1'), lambda: F.broadcast_div(x, _keep(c, eqn, y)))
+
+
+def _norm_jvp(c, eqn, xs, ans, ts):
+    if ts[0] is None:
+        return [None]
+    shape = eqn.in_shapes[0]
+    axes = reduced_axes(eqn.attrs, len(shape))
+    if any(shape[a] is None for a in axes):
+        c.coupling(eqn, 'it reduces over the batch axis')
+    return [c.F.sum(c.scale(ts[0], _norm_factor(c, eqn, xs[0], ans[0])), axis=axes,
+                    keepdims=bool(eqn.attrs.get('keepdims', False)))]
+
+
+def _norm_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None]
+    return [c.scale(_spread(c, eqn, gs[0], xs[0]), _norm_factor(c, eqn, xs[0], ans[0]))]
+
+
+def _norm_curvature(c, eqn, xs, ans, ts):
+    """ord 2: (|t|^2 - <u, t>^2) / |x| with u = x / |x|, summed over directions."""
+    if _norm_ord(eqn) == 1:
+        return [None]
+    F = c.F
+    axes = reduced_axes(eqn.attrs, len(eqn.in_shapes[0]))
+    keep = bool(eqn.attrs.get('keepdims', False))
+    along = F.sum(c.scale(ts[0], _norm_factor(c, eqn, xs[0], ans[0])), axis=axes, keepdims=keep)
+    total = F.elemwise_sub(F.sum(F.square(ts[0]), axis=axes, keepdims=keep), F.square(along))
+    return [F.elemwise_div(c.sum_directions(total), ans[0])]
+
+
+defrule('norm', _norm_jvp, _norm_vjp, _norm_curvature)
