@@ -66,6 +66,15 @@ class _DerivativeBlock(HybridBlock):
         """The block whose derivative this block computes (the net, or a derivative of it)."""
         return self.net
 
+    def forward(self, x, *args):
+        # A hybridized graph is built for one mode; a network with BatchNorm needs the
+        # other one's graph (running vs batch statistics) after the mode changes.
+        mode = getattr(self, '_built_mode', None)
+        if mode is not None and self._active and mode != mx.autograd.is_training():
+            self._clear_cached_op()
+            self._built_mode = None
+        return super().forward(x, *args)
+
     def _build_cache(self, *args):
         # A derivative does not read every parameter (the last bias, for a start): Gluon's
         # "Parameter ... is not used by any computation" warning would only be noise here.
@@ -119,13 +128,17 @@ class _DerivativeBlock(HybridBlock):
         # axis 0 is the batch axis of every input as long as the differentiated one
         batch = specs[self._positions(len(inputs))[0]][0][0]
         batched = tuple(len(s) > 0 and s[0] == batch for s, _ in specs)
-        key = tuple((tuple(s[1:]), np.dtype(t).name) for s, t in specs) + (batched,)
+        # BatchNorm lowers differently in training and inference (graph.lower)
+        key = tuple((tuple(s[1:]), np.dtype(t).name) for s, t in specs) + (
+            batched, mx.autograd.is_training())
         graph = self._graphs.get(key)
         if graph is None or (not graph.batch_polymorphic and graph.batch != specs[0][0][:1]):
             graph = trace(self._fn(), specs, batched)
             graph.batch = specs[0][0][:1]
             graph.specs = specs
             self._graphs[key] = graph
+        if graph.mode_dependent:
+            self._built_mode = mx.autograd.is_training()
         return graph
 
     def _param_values(self, F, graph, inputs):
@@ -140,8 +153,16 @@ class _DerivativeBlock(HybridBlock):
                 # never reads (Gluon's own inference could not find those)
                 param.shape = tuple(eqn.out_shapes[0])
                 param._finish_deferred_init()
-            values[eqn.name] = (param.var() if F is mx.sym
-                                else param.data(inputs[0].context))
+            if F is mx.sym:
+                # Gluon creates a parameter's Symbol once, possibly before its shape was
+                # known (deferred init); a nested trace needs the shape in the Symbol
+                var = param.var()
+                if param.shape and all(param.shape) and var.attr('__shape__') != str(
+                        tuple(param.shape)):
+                    var = mx.sym.var(param.name, shape=param.shape, dtype=param.dtype)
+                values[eqn.name] = var
+            else:
+                values[eqn.name] = param.data(inputs[0].context)
         return values
 
     def _check_vector(self, vec, like_shape, what):

@@ -12,14 +12,13 @@ must.
 import ast
 import inspect
 import json
-import re
 
 import mxnet as mx
 import numpy as np
 
 from .errors import InputSpecError
 
-__all__ = ['Eqn', 'Graph', 'trace', 'parse_attr', 'apply_op', 'resolve_input_specs']
+__all__ = ['Eqn', 'Graph', 'trace', 'lower', 'parse_attr', 'apply_op', 'resolve_input_specs']
 
 _PROBE_BATCHES = (2, 3)
 INPUT_PREFIX = '_mxgl_in'
@@ -66,8 +65,9 @@ class Eqn:
 class Graph:
     """A traced block: variables (inputs and parameters), equations and heads."""
 
-    def __init__(self, symbol, num_inputs, input_specs, batched=None):
+    def __init__(self, symbol, num_inputs, input_specs, batched=None, strict_types=True):
         self.symbol = symbol
+        self.strict_types, self.type_error = strict_types, None
         self.batched = list(batched) if batched is not None else [True] * num_inputs
         spec = json.loads(symbol.tojson())
         self.nodes = []
@@ -121,17 +121,24 @@ class Graph:
         try:
             types = internals.infer_type_partial(**dtypes)[1]
         except mx.base.MXNetError as err:
-            raise InputSpecError(
-                f'the input dtypes {[str(np.dtype(s[1])) for s in input_specs]} do not match '
-                f'the network: {_first_line(err)}. Cast the inputs (x.astype(...)) or the '
-                f'network (net.cast(...)) so they agree.') from None
+            if not self.strict_types:  # a kernel to be lowered may lack this dtype
+                self.type_error = err
+                types = [None] * len(names)
+            else:
+                raise InputSpecError(
+                    f'the input dtypes {[str(np.dtype(s[1])) for s in input_specs]} do not '
+                    f'match the network: {_first_line(err)}. Cast the inputs (x.astype(...)) '
+                    f'or the network (net.cast(...)) so they agree.') from None
         by_name = dict(zip(names, zip(merged, types, aligned)))
+        owners = {}  # node name -> its outputs, in order (BatchNorm's are output/mean/var)
+        for k, name in enumerate(names):
+            owners.setdefault(internals[k].name, []).append(by_name[name])
         for eqn in self.nodes:
             if eqn.op == 'null':
                 shape, dtype, al = by_name.get(eqn.name, ((), None, False))
                 eqn.out_shapes, eqn.dtype, eqn.batch_aligned = [shape], dtype, [al]
                 continue
-            outs = [v for k, v in by_name.items() if _owner(k) == eqn.name]
+            outs = owners.get(eqn.name, [])
             eqn.num_outputs = max(1, len(outs))
             eqn.out_shapes = [o[0] for o in outs] or [()]
             eqn.batch_aligned = [o[2] for o in outs] or [False]
@@ -157,13 +164,6 @@ def _merge_shapes(shapes):
     return tuple(a if all(s[i] == a for s in shapes) else None for i, a in enumerate(first))
 
 
-_OUTPUT_SUFFIX = re.compile(r'_output\d*$')
-
-
-def _owner(output_name):
-    return _OUTPUT_SUFFIX.sub('', output_name)
-
-
 def trace(block, input_specs, batched=None):
     """Trace ``block`` on Symbol inputs with the given (shape, dtype) specs.
 
@@ -184,7 +184,51 @@ def trace(block, input_specs, batched=None):
             f'{[tuple(s[0]) for s in input_specs]}: {_first_line(err)}') from None
     if isinstance(out, (list, tuple)):
         out = mx.sym.Group(list(out))
-    return Graph(out, len(input_specs), input_specs, batched)
+    graph = Graph(out, len(input_specs), input_specs, batched, strict_types=False)
+    lowered = lower(graph, input_specs, batched)
+    if lowered is graph and graph.type_error is not None:
+        return Graph(out, len(input_specs), input_specs, batched)  # raises InputSpecError
+    return lowered
+
+
+def lower(graph, input_specs, batched=None):
+    """Rewrite the operators that have a lowering (`registry.LOWERINGS`) into primitives.
+
+    The Symbol is rebuilt node by node; a lowered node's primitives are named after it
+    (``<node>_<op><n>``), so errors and `check` still name the Gluon layer.  Returns the
+    graph itself when nothing is lowered.  ``graph.mode_dependent`` records whether a
+    lowering read autograd.is_training().
+    """
+    from .registry import LOWERINGS
+    graph.mode_dependent = False
+    todo = [e for e in graph.nodes if e.op in LOWERINGS]
+    if not todo:
+        return graph
+    built = {}
+    for eqn in graph.nodes:
+        if eqn.op == 'null':
+            # inputs keep the shapes they were traced with; parameters get the ones
+            # inferred (a Gluon parameter's Symbol may predate its deferred shape, and
+            # a lowering's broadcasts cannot infer it backwards)
+            attrs = {k: v for k, v in eqn.raw_attrs.items() if k == '__dtype__'}
+            if eqn.nid in graph.input_nids:
+                attrs['__shape__'] = eqn.raw_attrs['__shape__']
+            elif eqn.out_shapes[0] and None not in eqn.out_shapes[0]:
+                attrs['__shape__'] = str(tuple(eqn.out_shapes[0]))
+            built[eqn.nid] = [mx.sym.var(eqn.name, attr=attrs)]
+            continue
+        xs = [built[i][k] for i, k in eqn.inputs]
+        fn = LOWERINGS.get(eqn.op)
+        if fn is None:
+            built[eqn.nid] = apply_op(mx.sym, eqn.op, xs, eqn.raw_attrs, name=eqn.name)
+        else:
+            with mx.name.Prefix(eqn.name + '_'):
+                built[eqn.nid] = list(fn(mx.sym, eqn, xs))
+    heads = [built[n][k] for n, k in graph.heads]
+    out = heads[0] if len(heads) == 1 else mx.sym.Group(heads)
+    lowered = Graph(out, len(input_specs), input_specs, batched)
+    lowered.mode_dependent = any(LOWERINGS[e.op].mode_dependent for e in todo)
+    return lowered
 
 
 def _op_function(F, op):
@@ -197,9 +241,11 @@ def _op_function(F, op):
     raise AttributeError(f'MXNet has no operator {op!r}')
 
 
-def apply_op(F, op, inputs, attrs=None):
+def apply_op(F, op, inputs, attrs=None, name=None):
     """Apply MXNet operator ``op`` with ``F`` (mx.nd or mx.sym); always return a list."""
     attrs = {k: v for k, v in (attrs or {}).items() if not k.startswith('__')}
+    if name is not None and F is mx.sym:
+        attrs['name'] = name
     out = _op_function(F, op)(*inputs, **attrs)
     if isinstance(out, (list, tuple)):
         return list(out)

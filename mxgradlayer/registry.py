@@ -23,7 +23,8 @@ from .errors import UnsupportedOperatorError, SampleCouplingError
 from .graph import apply_op
 
 __all__ = ['Rule', 'RULES', 'defrule', 'def_elementwise', 'def_zero', 'def_linear',
-           'supported_ops', 'lookup', 'RuleContext', 'ZERO_DERIVATIVE_OPS', 'PRIMALS']
+           'supported_ops', 'lookup', 'RuleContext', 'ZERO_DERIVATIVE_OPS', 'PRIMALS',
+           'LOWERINGS', 'def_lowering']
 
 
 class Rule:
@@ -41,6 +42,16 @@ ZERO_DERIVATIVE_OPS = set()
 # MXNet's LeakyReLU variants compute in float32 on float64 data, and its SELU backward
 # is wrong for x < 0, so their values and parameter gradients come from primitives.
 PRIMALS = {}
+# Operators rewritten into primitives when a block is traced (see graph.lower): the
+# normalisations and Dropout, whose derivatives then follow from their parts' rules.
+# A lowering is ``fn(F, eqn, xs) -> outputs``; ``mode_dependent`` ones read
+# autograd.is_training() (BatchNorm: batch or running statistics).
+LOWERINGS = {}
+
+
+def def_lowering(op, fn, mode_dependent=False, doc=''):
+    fn.mode_dependent, fn.doc = mode_dependent, doc
+    LOWERINGS[op] = fn
 
 
 def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc=''):
@@ -122,8 +133,9 @@ def lookup(eqn, mode):
 
 
 def supported_ops():
-    """Sorted list of the operators (``Op`` or ``Op:act_type``) that have rules."""
-    return sorted(RULES)
+    """Sorted list of the operators (``Op`` or ``Op:act_type``) that have rules or are
+    rewritten into operators that have."""
+    return sorted(set(RULES) | set(LOWERINGS))
 
 
 class RuleContext:
@@ -134,6 +146,13 @@ class RuleContext:
         # per-sample blocks need sample-local operators even for one direction
         self.per_sample = K > 1 if per_sample is None else per_sample
         self._memo = {} if memo is None else memo
+        self.hot = None  # positions of the inputs a VJP must return (None: all)
+
+    def needs(self, j):
+        """Whether a VJP rule must compute the cotangent of input ``j`` (it depends on
+        a differentiated input); skipping the others saves work and avoids refusing a
+        broadcast parameter that is not differentiated anyway."""
+        return self.hot is None or j in self.hot
 
     def memo(self, key, make):
         """A primal-derived factor built once per sweep (MXNet does not merge duplicates)."""

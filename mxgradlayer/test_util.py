@@ -142,10 +142,12 @@ def check_grads(block, args, wrt=0, order=2, modes=('fwd', 'rev'), rtol=None, ep
                         seed + 2, _label=f'VJP of {label}')
 
 
-def check_param_grads(block, args, params=None, rtol=1e-5, eps=1e-6, seed=0, loss=None):
+def check_param_grads(block, args, params=None, rtol=1e-5, eps=1e-6, seed=0, loss=None,
+                      train_mode=True):
     """Parameter gradients of ``loss(block(*args))`` (default: a random weighted sum)
     from MXNet's first-order backward through the block, against central differences
-    along a random direction in parameter space."""
+    along a random direction in parameter space.  The differences are taken in the same
+    mode (``train_mode``) as the gradient: BatchNorm uses batch statistics in training."""
     rng = np.random.default_rng(seed)
     params = params if params is not None else [
         p for p in block.collect_params().values() if p.grad_req != 'null']
@@ -160,7 +162,7 @@ def check_param_grads(block, args, params=None, rtol=1e-5, eps=1e-6, seed=0, los
             return total
     for p in params:
         p.zero_grad()
-    with autograd.record():
+    with autograd.record(train_mode=train_mode):
         value = loss(_outputs(block, args))
     try:
         value.backward()
@@ -178,7 +180,8 @@ def check_param_grads(block, args, params=None, rtol=1e-5, eps=1e-6, seed=0, los
     def shifted(sign):
         for p, o, d in zip(params, originals, dirs):
             p.set_data(o + sign * eps * d)
-        return float(loss(_outputs(block, args)).asscalar())
+        with autograd.record(train_mode=train_mode):
+            return float(loss(_outputs(block, args)).asscalar())
     try:
         numeric = (shifted(1.0) - shifted(-1.0)) / (2 * eps)
     finally:

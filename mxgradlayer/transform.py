@@ -161,6 +161,7 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
         _check_rule(rule, eqn, hot_in, 'VJP')
         _check_sample_local(c, graph, eqn, hot_in)
         xs = [vals[i][k] for i, k in eqn.inputs]
+        c.hot = set(hot_in)
         in_gs = rule.vjp(c, eqn, xs, vals[eqn.nid], gs)
         if len(in_gs) != len(eqn.inputs):
             raise AssertionError(f'VJP rule for {eqn.op} returned {len(in_gs)} cotangents '

@@ -32,6 +32,12 @@ def _np_closed_form(f):
     return fn
 
 
+def _instance_norm(x, g, b, eps=1e-3):
+    centred = x - x.mean(axis=2, keepdims=True)
+    return centred / np.sqrt((centred ** 2).mean(axis=2, keepdims=True) + eps) \
+        * g[None, :, None] + b[None, :, None]
+
+
 POS = dict(low=0.5, high=2.0)
 BCAST = ((3, 4), (1, 4))
 BCAST2 = ((3, 1), (3, 4))
@@ -166,6 +172,19 @@ SPECS = [
                                          pad=(1, 1)), ((2, 12, 15),)),
     spec('UpSampling', lambda F, x: F.UpSampling(x, scale=2, sample_type='nearest'),
          ((2, 3, 2, 3),)),
+    # ----- normalisation (lowered to primitives; outside training: running statistics) -----
+    spec('BatchNorm', lambda F, x, g, b, m, v: F.BatchNorm(x, g, b, m, v, fix_gamma=False),
+         ((3, 4, 2), (4,), (4,), (4,), (4,)), wrt=(0,), mx_ref=False, **POS),
+    # MXNet's LayerNorm backward agrees with the exact gradient to 5e-10 only
+    spec('LayerNorm', lambda F, x, g, b: F.LayerNorm(x, g, b), ((3, 4), (4,), (4,)), wrt=(0,),
+         mx_ref=False),
+    # MXNet's InstanceNorm has no float64 kernel
+    spec('InstanceNorm', lambda F, x, g, b: F.InstanceNorm(x, g, b), ((2, 3, 4), (3,), (3,)),
+         wrt=(0,), mx_ref=False, ref=_np_closed_form(_instance_norm)),
+    spec('GroupNorm', lambda F, x, g, b: F.GroupNorm(x, g, b, num_groups=2),
+         ((3, 4, 3), (2,), (2,)), wrt=(0,)),
+    # outside training the identity (training: tests/test_layers.py)
+    spec('Dropout', lambda F, x: F.Dropout(x, p=0.5), mx_ref=False),
 ]
 
 # Variants of attributes exercised beyond the main row (same rule, other code paths).
@@ -214,6 +233,10 @@ VARIANTS = [
          ((2, 3, 3, 4),)),
     spec('Pooling', lambda F, x: F.Pooling(x, kernel=(2,), stride=(2,), pool_type='max'),
          ((2, 3, 6),)),
+    spec('BatchNorm', lambda F, x, g, b, m, v: F.BatchNorm(x, g, b, m, v, axis=-1, eps=0.1),
+         ((3, 2, 4), (4,), (4,), (4,), (4,)), wrt=(0,), mx_ref=False, **POS),
+    spec('LayerNorm', lambda F, x, g, b: F.LayerNorm(x, g, b, axis=1, eps=0.01),
+         ((2, 3, 4), (3,), (3,)), wrt=(0,), mx_ref=False),
     spec('UpSampling', lambda F, x: F.UpSampling(x, scale=3, sample_type='nearest'),
          ((2, 2, 1, 3),)),
 ]

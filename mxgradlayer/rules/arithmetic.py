@@ -44,8 +44,8 @@ def _binary(op, partials, second=None, broadcast=False):
         g = gs[0]
         da, db = partials(c.F, a, b, ans[0])
         out = eqn.out_shapes[0]
-        return [unbroadcast(c, eqn, _times(c, g, da, broadcast), eqn.in_shapes[0], out),
-                unbroadcast(c, eqn, _times(c, g, db, broadcast), eqn.in_shapes[1], out)]
+        return [unbroadcast(c, eqn, _times(c, g, d, broadcast), eqn.in_shapes[j], out)
+                if c.needs(j) else None for j, d in enumerate((da, db))]
 
     def curvature(c, eqn, xs, ans, ts):
         F = c.F

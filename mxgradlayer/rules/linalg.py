@@ -47,7 +47,7 @@ def _fc_vjp(c, eqn, xs, ans, gs):
     if flatten and len(eqn.in_shapes[0]) != 2:
         gx = reshape_to(c, gx, data, eqn.in_shapes[0])
     out = [gx, None] + [None] * (len(xs) - 2)
-    if c.K == 1:  # cotangents of weight and bias, used only when they depend on the input
+    if c.K == 1 and (c.needs(1) or c.needs(2)):  # weight or bias depends on the input
         g2 = F.reshape(g, shape=(-1, eqn.attrs['num_hidden']))
         x2 = F.flatten(data) if flatten else _rows(F, data)
         out[1] = F.dot(g2, x2, transpose_a=True)
@@ -97,7 +97,7 @@ def _dot_vjp(c, eqn, xs, ans, gs):
     else:  # dA = g b'^T, any rank of a
         ga = _dot(c, g, b, False, not tb)
     gb = None
-    if c.K == 1:
+    if c.K == 1 and c.needs(1):
         a2 = a if ta else _rows(F, a)
         g2 = g if ta else _rows(F, g)
         # b' = a'^T g; b = b'^T if transpose_b

@@ -1,0 +1,110 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""Normalisations and Dropout, lowered to primitives when a block is traced.
+
+Rather than one hand-derived rule per normalisation (and another for each of its
+derivatives), each is rewritten into the means, squares and reciprocal square roots it
+is made of; the rules of those parts then give every derivative, to any order, and the
+parameter gradients.  This also sidesteps MXNet's own kernels where they are wrong or
+missing: inference-form BatchNorm's first-order backward uses batch statistics, and
+InstanceNorm has no float64 kernel (see the project notes).
+
+* ``BatchNorm``: in inference (running statistics, or ``use_global_stats``) an affine
+  map per channel, which acts on each sample alone.  In training (autograd.is_training()
+  when the block is traced) it normalises by the batch's statistics, which couples the
+  samples: `InputGradient`, `VJP` and `HVP` give exact total derivatives, per-sample
+  blocks refuse it.  The running statistics are not moved by derivative blocks (MXNet
+  moves them in BatchNorm's backward); the network's own forward passes in the same
+  training step move them as usual.
+* ``LayerNorm``, ``InstanceNorm``, ``GroupNorm``: statistics within each sample.
+* ``Dropout``: the mask is drawn once, as ``Dropout(ones_like(x))`` (1 outside
+  training), and multiplies the value and every derivative alike.
+"""
+from mxnet import autograd
+
+from ..errors import UnsupportedOperatorError
+from ..registry import def_lowering
+
+
+def _per_channel(F, p, rank, axis):
+    """A (C,) parameter shaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
+    shape = [1] * rank
+    shape[axis % rank] = -1
+    return F.reshape(p, shape=tuple(shape))
+
+
+def _standardise(F, x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over ``axes``, statistics of x itself."""
+    centred = F.broadcast_sub(x, F.mean(x, axis=axes, keepdims=True))
+    var = F.mean(F.square(centred), axis=axes, keepdims=True)
+    return F.broadcast_mul(centred, F.rsqrt(var + eps))
+
+
+def _affine(F, x, gamma, beta, rank, axis):
+    if gamma is not None:
+        x = F.broadcast_mul(x, _per_channel(F, gamma, rank, axis))
+    return F.broadcast_add(x, _per_channel(F, beta, rank, axis))
+
+
+def _single_output(eqn):
+    if eqn.attrs.get('output_mean_var', False):
+        raise UnsupportedOperatorError(eqn.op, eqn.name, 'lowering',
+                                       'output_mean_var=True is not covered')
+
+
+def _batch_norm(F, eqn, xs):
+    _single_output(eqn)
+    x, gamma, beta, mean, var = xs
+    a = eqn.attrs
+    rank = len(eqn.in_shapes[0])
+    axis = a.get('axis', 1) % rank
+    eps = float(a.get('eps', 1e-3))
+    if a.get('fix_gamma', True):
+        gamma = None
+    if a.get('use_global_stats', False) or not autograd.is_training():
+        scale = F.rsqrt(var + eps) if gamma is None else F.broadcast_mul(gamma, F.rsqrt(var + eps))
+        shift = F.elemwise_sub(beta, F.elemwise_mul(mean, scale))
+        return [F.broadcast_add(F.broadcast_mul(x, _per_channel(F, scale, rank, axis)),
+                                _per_channel(F, shift, rank, axis))]
+    axes = tuple(i for i in range(rank) if i != axis)
+    return [_affine(F, _standardise(F, x, axes, eps), gamma, beta, rank, axis)]
+
+
+def _layer_norm(F, eqn, xs):
+    _single_output(eqn)
+    x, gamma, beta = xs
+    rank = len(eqn.in_shapes[0])
+    axis = eqn.attrs.get('axis', -1) % rank
+    eps = float(eqn.attrs.get('eps', 1e-5))
+    return [_affine(F, _standardise(F, x, axis, eps), gamma, beta, rank, axis)]
+
+
+def _instance_norm(F, eqn, xs):
+    x, gamma, beta = xs
+    rank = len(eqn.in_shapes[0])
+    eps = float(eqn.attrs.get('eps', 1e-3))
+    return [_affine(F, _standardise(F, x, tuple(range(2, rank)), eps), gamma, beta, rank, 1)]
+
+
+def _group_norm(F, eqn, xs):
+    """MXNet 1.9.1's GroupNorm: statistics per group, gamma and beta per group too."""
+    _single_output(eqn)
+    x, gamma, beta = xs
+    groups = int(eqn.attrs.get('num_groups', 1))
+    eps = float(eqn.attrs.get('eps', 1e-5))
+    grouped = F.reshape(x, shape=(0, groups, -1))
+    y = _affine(F, _standardise(F, grouped, 2, eps), gamma, beta, 3, 1)
+    return [F.reshape_like(y, x)]
+
+
+def _dropout(F, eqn, xs):
+    attrs = {k: v for k, v in eqn.raw_attrs.items() if not k.startswith('__')}
+    mask = F.BlockGrad(F.Dropout(F.ones_like(xs[0]), **attrs))
+    return [F.elemwise_mul(xs[0], mask)]
+
+
+def_lowering('BatchNorm', _batch_norm, mode_dependent=True,
+             doc='affine with running statistics; batch statistics in training')
+def_lowering('LayerNorm', _layer_norm, doc='standardised over one axis per sample')
+def_lowering('InstanceNorm', _instance_norm, doc='standardised over space per channel')
+def_lowering('GroupNorm', _group_norm, doc='standardised per group of channels')
+def_lowering('Dropout', _dropout, doc='one mask for value and derivatives')

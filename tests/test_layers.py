@@ -1,0 +1,216 @@
+"""Networks built from gluon.nn's convolution, pooling, normalisation and dropout layers,
+through the derivative blocks: finite differences in float64, imperative and hybridized,
+first and second order, with parameter gradients; BatchNorm in both modes; Dropout's mask."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon, nd
+from mxnet.gluon import nn
+
+import mxgradlayer as mg
+from mxgradlayer.errors import SampleCouplingError, UnsupportedOperatorError
+from mxgradlayer.test_util import (check_grads, check_param_grads, fd_directional,
+                                   fd_laplacian, relative_error)
+
+from helpers import array, exact_primal
+
+
+def _seq(*layers):
+    net = nn.HybridSequential()
+    net.add(*layers)
+    return net
+
+
+def _ready(net, x, seed=0):
+    """Initialise in float64 and give normalisation layers non-trivial running statistics."""
+    mx.random.seed(seed)
+    net.initialize(mx.init.Normal(0.5))
+    net.cast('float64')
+    net(x)
+    rng = np.random.default_rng(seed)
+    for name, p in net.collect_params().items():
+        if name.endswith('running_mean'):
+            p.set_data(nd.array(rng.uniform(-0.5, 0.5, p.shape), dtype='float64'))
+        elif name.endswith('running_var'):
+            p.set_data(nd.array(rng.uniform(0.5, 2.0, p.shape), dtype='float64'))
+        elif name.endswith('gamma') or name.endswith('beta'):
+            p.set_data(nd.array(rng.uniform(0.5, 1.5, p.shape), dtype='float64'))
+    return net
+
+
+def conv_critic():
+    return _seq(nn.Conv2D(4, 3, strides=2, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2D(6, 3, padding=1, groups=2, activation='tanh'), nn.MaxPool2D(2),
+                nn.BatchNorm(), nn.Dense(1))
+
+
+def conv_classifier():
+    return _seq(nn.Conv2D(3, (3, 2), padding=(1, 0), dilation=(1, 2)), nn.LayerNorm(axis=1),
+                nn.Activation('softrelu'), nn.AvgPool2D(2, strides=1),
+                nn.Conv2DTranspose(2, 3, strides=2, padding=1, output_padding=1),
+                nn.GroupNorm(num_groups=2), nn.GlobalMaxPool2D(), nn.Flatten(), nn.Dense(3))
+
+
+def conv1d_net():
+    return _seq(nn.Conv1D(4, 3, padding=1, activation='tanh'), nn.MaxPool1D(2),
+                nn.Conv1DTranspose(3, 2, strides=2), nn.AvgPool1D(3, padding=1,
+                                                                  count_include_pad=False),
+                nn.GlobalAvgPool1D(), nn.Flatten(), nn.Dense(1))
+
+
+def normalised_mlp():
+    return _seq(nn.Dense(8, activation='tanh'), nn.LayerNorm(), nn.Dropout(0.3),
+                nn.Dense(8), nn.BatchNorm(), nn.Activation('sigmoid'), nn.Dense(2))
+
+
+NETS = {
+    'conv_critic': (conv_critic, (2, 1, 8, 8)),
+    'conv_classifier': (conv_classifier, (2, 2, 6, 7)),
+    'conv1d': (conv1d_net, (3, 2, 8)),
+    'normalised_mlp': (normalised_mlp, (3, 4)),
+}
+
+
+def _net(name):
+    build, shape = NETS[name]
+    x = array(shape, seed=1)
+    return _ready(build(), x), x
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('name', sorted(NETS))
+def test_jvp_vjp_second_order(name, hybridize):
+    net, x = _net(name)
+    # LeakyReLU's MXNet kernel is float32-accurate: differences of the exact primitives
+    check_grads(net, [x], order=2, hybridize=hybridize, reference=exact_primal(net))
+
+
+@pytest.mark.parametrize('name', sorted(NETS))
+def test_input_gradient_and_laplacian(name):
+    net, x = _net(name)
+    scalar = _seq(net, nn.HybridLambda(lambda F, y: F.sum(y, axis=1, keepdims=True)))
+    grad = mg.InputGradient(scalar)(x).asnumpy()
+    exact = exact_primal(scalar)
+    fd = [fd_directional(exact, [x], 0, nd.array(e.reshape(x.shape), dtype='float64'))[0]
+          for e in np.eye(x.size)]
+    ref = np.stack([f.asnumpy().sum() for f in fd]).reshape(x.shape)
+    assert relative_error(grad, ref) < 1e-6
+    lap = mg.Laplacian(scalar)
+    lap.hybridize()
+    assert relative_error(lap(x).asnumpy(), fd_laplacian(mg.Jacobian(scalar), [x], 0)) < 1e-6
+
+
+@pytest.mark.parametrize('name', ['conv_critic', 'conv_classifier'])
+def test_gradient_penalty_parameter_gradients(name):
+    """WGAN-GP's term (|grad_x D(x)| - 1)^2 trained through: parameter gradients vs FD."""
+    net, x = _net(name)
+    scalar = _seq(net, nn.HybridLambda(lambda F, y: F.sum(y, axis=1, keepdims=True)))
+    block = mg.InputGradient(scalar)
+    block.hybridize()
+
+    def penalty(outputs):
+        g = outputs[0]
+        return ((g.reshape((g.shape[0], -1)).norm(axis=1) - 1) ** 2).sum()
+    check_param_grads(block, [x], loss=penalty)
+
+
+def test_batchnorm_training_mode_is_the_total_derivative():
+    net = _ready(_seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(1)),
+                 array((4, 3), seed=2))
+    x = array((4, 3), seed=3)
+    stats = [p for n, p in net.collect_params().items() if n.endswith('running_mean')][0]
+
+    def f(z):  # the training-mode value, batch statistics
+        with autograd.record():
+            return net(z).sum()
+    before = stats.data().copy()
+    with autograd.record():
+        grad = mg.InputGradient(net)(x)
+    # like the layer's own forward: MXNet moves running statistics in backward only
+    assert np.array_equal(stats.data().asnumpy(), before.asnumpy())
+    eps = 1e-6
+    ref = np.zeros(x.shape)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            d = nd.zeros_like(x)
+            d[i, j] = eps
+            ref[i, j] = (f(x + d) - f(x - d)).asscalar() / (2 * eps)
+    assert relative_error(grad.asnumpy(), ref) < 1e-6
+    # inference: running statistics, a per-sample map, so per-sample blocks work
+    assert mg.Jacobian(net)(x).shape == (4, 1, 3)
+    with autograd.record():
+        with pytest.raises(SampleCouplingError, match='batch'):
+            mg.Jacobian(net)(x)
+
+
+def test_batchnorm_hybridized_follows_the_mode():
+    net = _ready(_seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(1)),
+                 array((4, 3), seed=2))
+    x = array((4, 3), seed=3)
+    plain = mg.InputGradient(net)
+    hybrid = mg.InputGradient(net)
+    hybrid.hybridize()
+    for _ in range(2):
+        assert relative_error(hybrid(x).asnumpy(), plain(x).asnumpy()) < 1e-12
+        with autograd.record():
+            got, ref = hybrid(x), plain(x)
+        assert relative_error(got.asnumpy(), ref.asnumpy()) < 1e-12
+    with autograd.record():
+        training = plain(x)
+    assert relative_error(training.asnumpy(), plain(x).asnumpy()) > 1e-3
+
+
+def test_dropout_mask_is_shared_by_value_and_derivative():
+    net = _seq(nn.Dropout(0.5), nn.HybridLambda(lambda F, z: F.sum(F.square(z), axis=1)))
+    x = array((64, 8), seed=4)
+    for hybridize in (False, True):
+        block = mg.InputGradient(net, return_output=True)
+        if hybridize:
+            block.hybridize()
+        with autograd.record():
+            value, grad = block(x)
+        # value = sum((m x)^2) with m in {0, 2}, grad = 2 m^2 x: value = <grad, x> / 2
+        assert relative_error(value.asnumpy(), (grad * x).sum(axis=1).asnumpy() / 2) < 1e-12
+        dropped = (grad == 0).mean().asscalar()
+        assert 0.3 < dropped < 0.7
+        assert relative_error(block(x)[1].asnumpy(), 2 * x.asnumpy()) < 1e-12  # inference
+
+
+def test_conv3d_forward_mode_and_clear_refusal_in_reverse():
+    net = _ready(_seq(nn.Conv3D(2, 2, activation='tanh'), nn.Dense(1)), array((2, 1, 3, 3, 3)))
+    x = array((2, 1, 3, 3, 3), seed=5)
+    v = array(x.shape, seed=6)
+    got = mg.JVP(net)(x, v)
+    assert relative_error(got.asnumpy(), fd_directional(net, [x], 0, v)[0].asnumpy()) < 1e-6
+    with pytest.raises(UnsupportedOperatorError, match='3-D'):
+        mg.InputGradient(net)(x)
+
+
+def test_max_pool_ties_share_the_derivative():
+    net = nn.HybridLambda(lambda F, z: F.Pooling(z, kernel=(2, 2), stride=(2, 2),
+                                                  pool_type='max'))
+    x = nd.zeros((1, 1, 2, 2), dtype='float64')
+    grad = mg.InputGradient(net)(x)
+    assert np.allclose(grad.asnumpy(), 0.25)
+
+
+@pytest.mark.parametrize('layer,why', [
+    (nn.MaxPool2D(2, ceil_mode=True), 'pooling_convention'),
+    (nn.Conv2DTranspose(2, 3, strides=2, dilation=2), 'stride and dilation'),
+    (nn.Conv2D(2, 3, strides=2, dilation=2), 'stride and dilation'),
+])
+def test_refused_attribute_combinations(layer, why):
+    net = _seq(layer)
+    x = array((1, 2, 5, 5), seed=7)
+    _ready(net, x)
+    with pytest.raises(UnsupportedOperatorError, match=why):
+        mg.InputGradient(net)(x)
+    assert net(x).shape[0] == 1  # the network itself still works
+
+
+def test_check_names_the_layers():
+    net = _seq(nn.Conv2D(2, 3), nn.BatchNorm(), nn.Dense(1))
+    x = array((2, 1, 5, 5))
+    _ready(net, x)
+    report = mg.check(net, x)
+    assert report.ok, str(report)
