@@ -77,3 +77,24 @@ def test_every_example_has_help():
         if name.endswith('.py'):
             res = _run([os.path.join('examples', name), '--help'])
             assert res.returncode == 0 and 'usage' in res.stdout, name
+
+
+def test_wgan_gp_learns_the_eight_gaussians(tmp_path):
+    png = os.path.join(str(tmp_path), 'wgan.png')
+    res = _run(['examples/wgan_gp.py', '--steps', '600', '--no-progress', '--plot', png])
+    assert res.returncode == 0, res.stderr
+    line = next(l for l in res.stdout.splitlines() if l.startswith('mean distance'))
+    first, last = float(line.split(': ')[1].split()[0]), float(line.split('-> ')[1].split()[0])
+    assert first > 1.0 and last < 0.4, res.stdout
+    assert 'modes covered: 8/8' in res.stdout
+    assert os.path.getsize(png) > 10000
+
+
+def test_force_field_from_forces_only(tmp_path):
+    png = os.path.join(str(tmp_path), 'ff.png')
+    res = _run(['examples/force_field.py', '--no-progress', '--plot', png])
+    assert res.returncode == 0, res.stderr
+    force = float(res.stdout.split('force RMSE')[1].split('(')[1].split('%')[0])
+    energy = float(res.stdout.split('energy RMSE')[1].split('(')[1].split('%')[0])
+    assert force < 2.0 and energy < 1.0, res.stdout
+    assert os.path.getsize(png) > 10000
