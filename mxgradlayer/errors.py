@@ -31,6 +31,7 @@ class SampleCouplingError(MXGradLayerError):
     """A per-sample block met an operator that mixes the samples of a batch."""
 
     def __init__(self, op, node, why):
+        self.op, self.node, self.why = op, node, why
         super().__init__(
             f"Operator '{op}' in node '{node}' mixes samples of the batch ({why}); "
             f"per-sample blocks (Jacobian, Hessian, Laplacian, Divergence, JVP with "

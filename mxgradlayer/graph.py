@@ -164,12 +164,13 @@ def _merge_shapes(shapes):
     return tuple(a if all(s[i] == a for s in shapes) else None for i, a in enumerate(first))
 
 
-def trace(block, input_specs, batched=None):
+def trace(block, input_specs, batched=None, lowering=True):
     """Trace ``block`` on Symbol inputs with the given (shape, dtype) specs.
 
     ``batched[i]`` says whether axis 0 of input i is the batch axis (it is probed with
     other batch sizes); other inputs keep their shapes, e.g. a (1, k) input shared by
-    every sample.
+    every sample.  ``lowering=False`` keeps the operators as the block wrote them (for
+    reports); otherwise those with a lowering are rewritten (`lower`).
     """
     variables = [mx.sym.var(f'{INPUT_PREFIX}{i}', shape=tuple(s[0]), dtype=s[1])
                  for i, s in enumerate(input_specs)]
@@ -185,7 +186,7 @@ def trace(block, input_specs, batched=None):
     if isinstance(out, (list, tuple)):
         out = mx.sym.Group(list(out))
     graph = Graph(out, len(input_specs), input_specs, batched, strict_types=False)
-    lowered = lower(graph, input_specs, batched)
+    lowered = lower(graph, input_specs, batched) if lowering else graph
     if lowered is graph and graph.type_error is not None:
         return Graph(out, len(input_specs), input_specs, batched)  # raises InputSpecError
     return lowered

@@ -208,9 +208,21 @@ def test_refused_attribute_combinations(layer, why):
     assert net(x).shape[0] == 1  # the network itself still works
 
 
-def test_check_names_the_layers():
+def test_check_reports_by_layer_and_sweep():
     net = _seq(nn.Conv2D(2, 3), nn.BatchNorm(), nn.Dense(1))
     x = array((2, 1, 5, 5))
     _ready(net, x)
     report = mg.check(net, x)
     assert report.ok, str(report)
+    assert [cls for _, cls, _, _ in report.layers] == ['Conv2D', 'BatchNorm', 'Dense']
+    assert all(status == 'covered' for _, _, status, _ in report.layers)
+    assert ('BatchNorm', 'lowered') in {(op, st) for _, op, st in report.nodes}
+
+    net3d = _seq(nn.Conv3D(2, 2, activation='tanh'), nn.Dense(1))
+    x3d = array((2, 1, 3, 3, 3))
+    _ready(net3d, x3d)
+    report = mg.check(net3d, x3d)
+    assert not report.ok and not report.missing
+    conv = next(layer for layer in report.layers if layer[1] == 'Conv3D')
+    assert conv[2] == 'refused in reverse', str(report)
+    assert report.modes['forward'] is None and '3-D' in report.modes['reverse']
