@@ -9,16 +9,18 @@ its first-order backward, hybridizes and exports.
 """
 from .errors import SampleCouplingError, UnsupportedOperatorError
 from .graph import apply_op
-from .registry import PRIMALS, RuleContext, add, lookup, rule_key
+from .registry import PRIMALS, ZERO_DERIVATIVE_OPS, RuleContext, add, lookup, rule_key
 
 __all__ = ['forward', 'reverse', 'evaluate_primal', 'depends_on']
 
 
 def depends_on(graph, input_positions):
-    """Node ids whose value depends on the given graph inputs."""
+    """Node ids whose value depends differentiably on the given graph inputs (a
+    piecewise-constant operator such as ``floor`` or ``ones_like`` cuts the dependence)."""
     hot = {graph.input_nids[p] for p in input_positions if graph.input_nids[p] is not None}
     for eqn in graph.nodes:
-        if eqn.op != 'null' and any(i in hot for i, _ in eqn.inputs):
+        if (eqn.op != 'null' and rule_key(eqn) not in ZERO_DERIVATIVE_OPS
+                and any(i in hot for i, _ in eqn.inputs)):
             hot.add(eqn.nid)
     return hot
 

@@ -172,6 +172,17 @@ SPECS = [
                                          pad=(1, 1)), ((2, 12, 15),)),
     spec('UpSampling', lambda F, x: F.UpSampling(x, scale=2, sample_type='nearest'),
          ((2, 3, 2, 3),)),
+    # ----- padding, tiling, indexing (indices are constants or piecewise constant) -----
+    spec('Pad', lambda F, x: F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, 1, 2, 2, 1),
+                                   constant_value=0.5), ((2, 3, 3, 4),)),
+    spec('tile', lambda F, x: F.tile(x, reps=(1, 2, 3)), ((2, 3, 2),)),
+    spec('repeat', lambda F, x: F.repeat(x, repeats=2, axis=1)),
+    spec('take', lambda F, x: F.take(x, F.arange(start=3, stop=0, step=-1), axis=1)),
+    spec('pick', lambda F, x: F.pick(x, F.floor(F.abs(F.sum(x, axis=1))), axis=1),
+         ((3, 4),)),
+    spec('Embedding', lambda F, w: F.Embedding(F.reshape(F.arange(start=0, stop=6),
+                                                         shape=(3, 2)), w, input_dim=6,
+                                               output_dim=3), ((6, 3),)),
     # ----- normalisation (lowered to primitives; outside training: running statistics) -----
     spec('BatchNorm', lambda F, x, g, b, m, v: F.BatchNorm(x, g, b, m, v, fix_gamma=False),
          ((3, 4, 2), (4,), (4,), (4,), (4,)), wrt=(0,), mx_ref=False, **POS),
@@ -237,10 +248,17 @@ VARIANTS = [
          ((3, 2, 4), (4,), (4,), (4,), (4,)), wrt=(0,), mx_ref=False, **POS),
     spec('LayerNorm', lambda F, x, g, b: F.LayerNorm(x, g, b, axis=1, eps=0.01),
          ((2, 3, 4), (3,), (3,)), wrt=(0,), mx_ref=False),
+    spec('tile', lambda F, x: F.tile(x, reps=(3,)), ((3, 2),)),
+    spec('repeat', lambda F, x: F.repeat(x, repeats=3, axis=-1), ((2, 3, 2),)),
+    spec('take', lambda F, x: F.take(x, F.reshape(F.arange(start=-1, stop=5), shape=(2, 3)),
+                                     axis=2, mode='wrap'), ((2, 3, 4, 2),)),
+    spec('pick', lambda F, x: F.pick(x, F.floor(F.abs(F.sum(x, axis=2))) - 1, axis=2,
+                                     keepdims=True, mode='wrap'), ((2, 3, 4),)),
+    spec('pick', lambda F, x: F.pick(x, F.ones_like(F.sum(x, axis=1)), axis=1), ((2, 3, 4),)),
     spec('UpSampling', lambda F, x: F.UpSampling(x, scale=3, sample_type='nearest'),
          ((2, 2, 1, 3),)),
 ]
 
 # operators registered under several names share one rule with a tested sibling
 ALIASES = {'_npx_reshape': 'reshape', 'broadcast_axes': 'broadcast_axis', 'concat': 'Concat', 'ElementWiseSum': 'add_n',
-           'max_axis': 'max', 'min_axis': 'min'}
+           'max_axis': 'max', 'min_axis': 'min', 'pad': 'Pad'}

@@ -226,3 +226,31 @@ def test_check_reports_by_layer_and_sweep():
     conv = next(layer for layer in report.layers if layer[1] == 'Conv3D')
     assert conv[2] == 'refused in reverse', str(report)
     assert report.modes['forward'] is None and '3-D' in report.modes['reverse']
+
+
+class _TokensAndFeatures(gluon.HybridBlock):
+    """Embedding of integer tokens (input 0) next to continuous features (input 1)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.embed = nn.Embedding(7, 3)
+            self.dense = nn.Dense(3, activation='tanh')
+            self.out = nn.Dense(1)
+
+    def hybrid_forward(self, F, tokens, x):
+        return self.out(F.concat(F.flatten(self.embed(tokens)), self.dense(x), dim=1))
+
+
+def test_embedding_indices_are_refused_as_wrt_and_the_rest_is_exact():
+    tokens = nd.array([[0, 3], [6, 1], [2, 2]], dtype='float64')
+    x = array((3, 4), seed=8)
+    net = _TokensAndFeatures()
+    net.initialize(mx.init.Normal(0.5))
+    net.cast('float64')
+    check_grads(net, [tokens, x], wrt=1, order=2)
+    check_param_grads(mg.InputGradient(net, wrt=1), [tokens, x])
+    with pytest.raises(UnsupportedOperatorError, match='integer indices'):
+        mg.InputGradient(net, wrt=0)(tokens, x)
+    report = mg.check(net, tokens, x, wrt=0)
+    assert not report.ok and 'integer indices' in report.modes['reverse']

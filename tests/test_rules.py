@@ -54,7 +54,7 @@ NOT_PER_SAMPLE = {('broadcast_add', 1), ('broadcast_mul', 1), ('broadcast_minus'
                   ('broadcast_mul', 0), ('FullyConnected', 1), ('FullyConnected', 2),
                   ('dot', 1), ('sum', 0), ('mean', 0), ('slice', 0),
                   ('reshape', 0), ('dot', 0), ('transpose', 0), ('broadcast_plus', 1),
-                  ('Concat', 0), ('Concat', 1), ('norm', 0)}
+                  ('Concat', 0), ('Concat', 1), ('norm', 0), ('Embedding', 0)}
 
 
 def _laplacian_cases():

@@ -1,3 +1,3 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Derivative rules, one module per operator family; importing registers them."""
-from . import elementwise, arithmetic, reduce, shape, linalg, conv, norm  # noqa: F401
+from . import elementwise, arithmetic, reduce, shape, linalg, conv, norm, indexing  # noqa: F401

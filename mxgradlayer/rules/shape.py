@@ -250,3 +250,67 @@ def_linear('reshape_like', _reshape_like_vjp, jvp=_like_jvp)
 # operators without array inputs, or whose output does not depend on input values
 def_zero('eye', '_eye', 'zeros', '_zeros', 'ones', '_ones', '_full', 'arange', '_arange',
          'shape_array', 'size_array', 'one_hot')
+
+
+# ----- Pad (constant mode): the VJP crops the padding off again -----
+def _pad_mode(eqn):
+    if eqn.attrs.get('mode', 'constant') != 'constant':
+        raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
+                                       f"mode {eqn.attrs['mode']!r} (only 'constant' is covered)")
+
+
+def _pad_jvp(c, eqn, xs, ans, ts):
+    _pad_mode(eqn)
+    return [None] if ts[0] is None else c.apply(eqn, [ts[0]], constant_value=0.0)
+
+
+def _pad_vjp(c, eqn, xs, ans, gs):
+    _pad_mode(eqn)
+    if gs[0] is None:
+        return [None]
+    width = tuple(eqn.attrs['pad_width'])
+    shape = eqn.in_shapes[0]
+    begin = tuple(None if width[2 * i] == 0 else width[2 * i] for i in range(len(shape)))
+    end = tuple(None if b is None else b + shape[i] for i, b in enumerate(begin))
+    return [c.F.slice(gs[0], begin=begin, end=end)]
+
+
+def_linear('Pad', _pad_vjp, jvp=_pad_jvp)
+def_linear('pad', _pad_vjp, jvp=_pad_jvp)
+
+
+# ----- tile and repeat: the VJP sums the copies -----
+def _tile_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None]
+    shape = eqn.in_shapes[0]
+    reps = tuple(eqn.attrs['reps'])
+    if len(reps) > len(shape):
+        c.coupling(eqn, 'it adds leading axes')
+    reps = (1,) * (len(shape) - len(reps)) + reps
+    split = []
+    for r in reps:  # axis i of g -> (r, d_i)
+        split += [-4, r, -1]
+    g = c.F.reshape(gs[0], shape=tuple(split))
+    g = c.F.sum(g, axis=tuple(range(0, 2 * len(reps), 2)))
+    return [reshape_to(c, g, xs[0], shape)]
+
+
+def_linear('tile', _tile_vjp)
+
+
+def _repeat_vjp(c, eqn, xs, ans, gs):
+    if gs[0] is None:
+        return [None]
+    F, shape = c.F, eqn.in_shapes[0]
+    repeats, axis = int(eqn.attrs['repeats']), eqn.attrs.get('axis')
+    if axis is None:  # repeats the flattened array
+        c.coupling(eqn, 'it flattens the batch axis away')
+        g = F.sum(F.reshape(gs[0], shape=(-1, repeats)), axis=1)
+        return [F.reshape_like(g, xs[0])]
+    axis %= len(shape)
+    g = F.reshape(gs[0], shape=(0,) * axis + (-4, -1, repeats, -2))
+    return [F.sum(g, axis=axis + 1)]
+
+
+def_linear('repeat', _repeat_vjp)
