@@ -22,6 +22,8 @@ __all__ = ['Eqn', 'Graph', 'trace', 'lower', 'parse_attr', 'apply_op', 'resolve_
 
 _PROBE_BATCHES = (2, 3)
 INPUT_PREFIX = '_mxgl_in'
+# A node carrying this attribute is never lowered (a lowering's own helper node).
+KEEP_MARK = '__mxgl_keep__'
 
 
 def parse_attr(value):
@@ -202,7 +204,7 @@ def lower(graph, input_specs, batched=None):
     """
     from .registry import LOWERINGS
     graph.mode_dependent = False
-    todo = [e for e in graph.nodes if e.op in LOWERINGS]
+    todo = [e for e in graph.nodes if e.op in LOWERINGS and KEEP_MARK not in e.raw_attrs]
     if not todo:
         return graph
     built = {}
@@ -219,7 +221,7 @@ def lower(graph, input_specs, batched=None):
             built[eqn.nid] = [mx.sym.var(eqn.name, attr=attrs)]
             continue
         xs = [built[i][k] for i, k in eqn.inputs]
-        fn = LOWERINGS.get(eqn.op)
+        fn = None if KEEP_MARK in eqn.raw_attrs else LOWERINGS.get(eqn.op)
         if fn is None:
             built[eqn.nid] = apply_op(mx.sym, eqn.op, xs, eqn.raw_attrs, name=eqn.name)
         else:
@@ -244,9 +246,13 @@ def _op_function(F, op):
 
 def apply_op(F, op, inputs, attrs=None, name=None):
     """Apply MXNet operator ``op`` with ``F`` (mx.nd or mx.sym); always return a list."""
+    marks = {k: v for k, v in (attrs or {}).items() if k.startswith(KEEP_MARK)}
     attrs = {k: v for k, v in (attrs or {}).items() if not k.startswith('__')}
-    if name is not None and F is mx.sym:
-        attrs['name'] = name
+    if F is mx.sym:
+        if name is not None:
+            attrs['name'] = name
+        if marks:  # survives into derived graphs, so nested traces keep the node as is
+            attrs['attr'] = marks
     out = _op_function(F, op)(*inputs, **attrs)
     if isinstance(out, (list, tuple)):
         return list(out)

@@ -12,9 +12,8 @@ InstanceNorm has no float64 kernel (see the project notes).
   map per channel, which acts on each sample alone.  In training (autograd.is_training()
   when the block is traced) it normalises by the batch's statistics, which couples the
   samples: `InputGradient`, `VJP` and `HVP` give exact total derivatives, per-sample
-  blocks refuse it.  The running statistics are not moved by derivative blocks (MXNet
-  moves them in BatchNorm's backward); the network's own forward passes in the same
-  training step move them as usual.
+  blocks refuse it.  The running statistics move as with Gluon's own layer: once per
+  backward pass through the block (see `_batch_norm`).
 * ``LayerNorm``, ``InstanceNorm``, ``GroupNorm``: statistics within each sample.
 * ``Dropout``: the mask is drawn once, as ``Dropout(ones_like(x))`` (1 outside
   training), and multiplies the value and every derivative alike.
@@ -22,6 +21,7 @@ InstanceNorm has no float64 kernel (see the project notes).
 from mxnet import autograd
 
 from ..errors import UnsupportedOperatorError
+from ..graph import KEEP_MARK
 from ..registry import def_lowering
 
 
@@ -53,7 +53,7 @@ def _single_output(eqn):
 
 def _batch_norm(F, eqn, xs):
     _single_output(eqn)
-    x, gamma, beta, mean, var = xs
+    x, gamma, beta, mean, var_ = xs
     a = eqn.attrs
     rank = len(eqn.in_shapes[0])
     axis = a.get('axis', 1) % rank
@@ -61,12 +61,24 @@ def _batch_norm(F, eqn, xs):
     if a.get('fix_gamma', True):
         gamma = None
     if a.get('use_global_stats', False) or not autograd.is_training():
-        scale = F.rsqrt(var + eps) if gamma is None else F.broadcast_mul(gamma, F.rsqrt(var + eps))
+        scale = F.rsqrt(var_ + eps)
+        scale = scale if gamma is None else F.broadcast_mul(gamma, scale)
         shift = F.elemwise_sub(beta, F.elemwise_mul(mean, scale))
         return [F.broadcast_add(F.broadcast_mul(x, _per_channel(F, scale, rank, axis)),
                                 _per_channel(F, shift, rank, axis))]
     axes = tuple(i for i in range(rank) if i != axis)
-    return [_affine(F, _standardise(F, x, axes, eps), gamma, beta, rank, axis)]
+    centred = F.broadcast_sub(x, F.mean(x, axis=axes, keepdims=True))
+    var = F.mean(F.square(centred), axis=axes, keepdims=True)
+    # MXNet moves the running statistics in BatchNorm's backward.  Its kernel runs here
+    # on a detached copy of x, and a zero made of its output joins the variance, which
+    # every value and derivative reads: any backward through them moves the statistics
+    # once, as Gluon's own layer does.
+    attrs = {k: v for k, v in eqn.raw_attrs.items() if not k.startswith('__')}
+    attrs.update(output_mean_var='True', attr={KEEP_MARK: '1'})
+    stats = F.BatchNorm(F.BlockGrad(x), xs[1], beta, mean, var_, **attrs)[1]
+    var = F.broadcast_add(var, _per_channel(F, stats * 0.0, rank, axis))
+    y = F.broadcast_mul(centred, F.rsqrt(var + eps))
+    return [_affine(F, y, gamma, beta, rank, axis)]
 
 
 def _layer_norm(F, eqn, xs):
