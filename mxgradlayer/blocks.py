@@ -43,6 +43,7 @@ class _DerivativeBlock(HybridBlock):
 
     _num_vectors = 0      # trailing direction arguments (v or w) after the net's inputs
     _single_wrt = False   # differentiates by one input only
+    _couple = False       # per-sample blocks: couple_samples=True (see _PerSampleBlock)
 
     def __init__(self, net, wrt=0, **kwargs):
         if self._single_wrt and isinstance(wrt, (tuple, list)):
@@ -209,19 +210,38 @@ def _unit_direction(F, x, in_shape, dtype, k):
     return F.broadcast_like(row, x, lhs_axes=(0,), rhs_axes=(0,))
 
 
+_COUPLE_DOC = """couple_samples : bool, default False
+        For a network whose samples interact (BatchNorm in training mode): take every
+        derivative with respect to moving all samples of the batch together along each
+        input direction, instead of refusing the network.  Sample b then gets
+        sum_j d net(x)_b / d x_j (and likewise to second order), which equals the
+        per-sample derivative exactly when samples do not interact.  Costs one forward
+        sweep per input direction instead of one batched sweep."""
+
+
+class _PerSampleBlock(_DerivativeBlock):
+    """A block whose result for sample b is a derivative by sample b alone."""
+
+    def __init__(self, net, wrt=0, couple_samples=False, **kwargs):
+        super().__init__(net, wrt, **kwargs)
+        self._couple = bool(couple_samples)
+
+
 def _all_directions(block, F, graph, inputs, params, p, laplacian=False):
     """Push all n unit directions of ``inputs[p]`` forward: (outs, folded tangents, laps).
 
     One batched sweep (K = n folded into the batch axis) when the traced function acts
     sample by sample on a plain batch.  When it is itself a per-sample derivative block,
     its graph already folds directions into the batch axis and folding again would mix
-    them, so the n directions are pushed in n sweeps of one direction each and stacked.
+    them, so the n directions are pushed in n sweeps of one direction each and stacked;
+    the same when the user lets samples interact (``couple_samples``), where a batch
+    statistic must see one direction at a time.
     """
     in_shape = block._static(graph.specs[p][0], 'input')
     n = _prod(in_shape)
     dtype = graph.specs[p][1]
     x = inputs[p]
-    if not isinstance(block._fn(), _FOLDING_BLOCKS):
+    if not (block._couple or isinstance(block._fn(), _FOLDING_BLOCKS)):
         seeds = _eye_directions(F, x, in_shape, dtype)
         return forward(F, graph, inputs, params, {p: seeds}, K=n, laplacian=laplacian,
                        per_sample=True)
@@ -374,7 +394,7 @@ class JVP(_DerivativeBlock):
         return res[0] if len(res) == 1 else tuple(res)
 
 
-class Jacobian(_DerivativeBlock):
+class Jacobian(_PerSampleBlock):
     r"""Per-sample Jacobian of a network with respect to one input.
 
     .. math:: J_{b, i, j} = \frac{\partial\, \mathrm{net}(x)_{b, i}}{\partial x_{b, j}}
@@ -391,6 +411,7 @@ class Jacobian(_DerivativeBlock):
     wrt : int, default 0
         Position of the input to differentiate by.
     mode : {'auto', 'forward', 'reverse'}, default 'auto'
+    %s
 
     Inputs:
         - **inputs**: the inputs of ``net``, each of shape (batch, ...).
@@ -401,9 +422,13 @@ class Jacobian(_DerivativeBlock):
 
     _single_wrt = True
 
-    def __init__(self, net, wrt=0, mode='auto', **kwargs):
+    def __init__(self, net, wrt=0, mode='auto', couple_samples=False, **kwargs):
         _check_choice('mode', mode, ('auto', 'forward', 'reverse'))
-        super().__init__(net, wrt, **kwargs)
+        if couple_samples and mode == 'reverse':
+            raise ValueError("couple_samples=True takes derivatives along shifts of the "
+                             "whole batch, a forward-mode quantity: use mode='forward' "
+                             "or 'auto'")
+        super().__init__(net, wrt, couple_samples, **kwargs)
         self._mode = mode
 
     def _compute(self, F, graph, inputs, vectors, params):
@@ -417,7 +442,7 @@ class Jacobian(_DerivativeBlock):
         m = sum(_prod(s) for s in out_shapes)
         mode = self._mode
         if mode == 'auto':
-            mode = ('forward' if (n <= m or len(graph.heads) > 1
+            mode = ('forward' if (n <= m or len(graph.heads) > 1 or self._couple
                                   or isinstance(self._fn(), _FOLDING_BLOCKS)) else 'reverse')
         if mode == 'reverse' and len(graph.heads) > 1:
             raise InputSpecError("Jacobian(mode='reverse') needs a network with one output")
@@ -514,7 +539,7 @@ class _OutputComponent(HybridBlock):
         return F.slice_axis(flat, axis=1, begin=self._j, end=self._j + 1)
 
 
-class Hessian(_DerivativeBlock):
+class Hessian(_PerSampleBlock):
     r"""Per-sample Hessian of every output element with respect to one input.
 
     .. math:: H_{b, i, j, k} = \frac{\partial^2\, \mathrm{net}(x)_{b, i}}
@@ -526,9 +551,10 @@ class Hessian(_DerivativeBlock):
     Parameters
     ----------
     net : gluon.HybridBlock
-        The network; samples must not interact.
+        The network; its samples must not interact (see ``couple_samples``).
     wrt : int, default 0
         Position of the input to differentiate by.
+    %s
 
     Inputs:
         - **inputs**: the inputs of ``net``, each of shape (batch, ...).
@@ -540,14 +566,18 @@ class Hessian(_DerivativeBlock):
 
     _single_wrt = True
 
-    def __init__(self, net, wrt=0, **kwargs):
-        super().__init__(net, wrt, **kwargs)
+    def __init__(self, net, wrt=0, couple_samples=False, **kwargs):
+        super().__init__(net, wrt, couple_samples, **kwargs)
         self._jacobians = {}
 
     def _component_jacobian(self, j):
         if j not in self._jacobians:  # built on first use, when the output size is known
-            blk = Jacobian(InputGradient(_OutputComponent(self.net, j), self._wrt[0]),
-                           self._wrt[0], mode='forward')
+            component, w = _OutputComponent(self.net, j), self._wrt[0]
+            if self._couple:  # along batch shifts the reverse-mode gradient is no help
+                inner = Jacobian(component, w, mode='forward', couple_samples=True)
+            else:
+                inner = InputGradient(component, w)
+            blk = Jacobian(inner, w, mode='forward', couple_samples=self._couple)
             self.register_child(blk, f'hessian_component{j}')
             self._jacobians[j] = blk
         return self._jacobians[j]
@@ -559,7 +589,8 @@ class Hessian(_DerivativeBlock):
         rows, start = [], 0
         for shape in out_shapes:
             m = _prod(shape)
-            parts = [F.expand_dims(self._component_jacobian(start + j)(*inputs), axis=1)
+            parts = [F.expand_dims(F.reshape(self._component_jacobian(start + j)(*inputs),
+                                             shape=(-1,) + in_shape + in_shape), axis=1)
                      for j in range(m)]
             start += m
             h = parts[0] if m == 1 else F.concat(*parts, dim=1)
@@ -567,7 +598,7 @@ class Hessian(_DerivativeBlock):
         return rows[0] if len(rows) == 1 else tuple(rows)
 
 
-class Laplacian(_DerivativeBlock):
+class Laplacian(_PerSampleBlock):
     r"""Per-sample Laplacian (trace of the Hessian) of every output element.
 
     .. math:: \Delta\, \mathrm{net}(x)_{b, i} = \sum_j
@@ -576,13 +607,14 @@ class Laplacian(_DerivativeBlock):
     Parameters
     ----------
     net : gluon.HybridBlock
-        The network; samples must not interact.
+        The network; its samples must not interact (see ``couple_samples``).
     wrt : int, default 0
         Position of the input to differentiate by.
     method : {'forward', 'hessian_trace'}, default 'forward'
         ``'forward'``: the forward Laplacian (Li et al., 2023), one forward sweep that
         carries value, the n input directions and the Laplacian together; its cost grows
         like (n + 2) forward passes.  ``'hessian_trace'``: the trace of the `Hessian`.
+    %s
 
     Inputs:
         - **inputs**: the inputs of ``net``, each of shape (batch, ...).
@@ -598,12 +630,12 @@ class Laplacian(_DerivativeBlock):
 
     _single_wrt = True
 
-    def __init__(self, net, wrt=0, method='forward', **kwargs):
+    def __init__(self, net, wrt=0, method='forward', couple_samples=False, **kwargs):
         _check_choice('method', method, ('forward', 'hessian_trace'))
-        super().__init__(net, wrt, **kwargs)
+        super().__init__(net, wrt, couple_samples, **kwargs)
         self._method = method
         if method == 'hessian_trace':
-            self.hessian = Hessian(net, wrt)
+            self.hessian = Hessian(net, wrt, couple_samples=couple_samples)
 
     def _compute(self, F, graph, inputs, vectors, params):
         p = self._positions(len(inputs))[0]
@@ -626,7 +658,7 @@ class Laplacian(_DerivativeBlock):
         return res[0] if len(res) == 1 else tuple(res)
 
 
-class Divergence(_DerivativeBlock):
+class Divergence(_PerSampleBlock):
     r"""Per-sample divergence (trace of the Jacobian) of a vector field.
 
     .. math:: \nabla \cdot f(x)_b = \sum_j \frac{\partial f(x)_{b, j}}{\partial x_{b, j}}
@@ -634,9 +666,10 @@ class Divergence(_DerivativeBlock):
     Parameters
     ----------
     net : gluon.HybridBlock
-        A field from (batch, \*s) to (batch, \*s); samples must not interact.
+        A field from (batch, \*s) to (batch, \*s); its samples must not interact.
     wrt : int, default 0
         Position of the input to differentiate by.
+    %s
 
     Inputs:
         - **inputs**: the inputs of ``net``, each of shape (batch, ...).
@@ -668,3 +701,5 @@ class Divergence(_DerivativeBlock):
 
 # Blocks whose derived graphs fold several directions into the batch axis.
 _FOLDING_BLOCKS = (Jacobian, Hessian, Laplacian, Divergence)
+for _cls in _FOLDING_BLOCKS:
+    _cls.__doc__ = _cls.__doc__ % _COUPLE_DOC

@@ -37,7 +37,9 @@ class SampleCouplingError(MXGradLayerError):
             f"per-sample blocks (Jacobian, Hessian, Laplacian, Divergence, JVP with "
             f"several directions) assume that sample i of the output depends only on "
             f"sample i of the input. Use InputGradient, VJP or HVP, which compute exact "
-            f"total derivatives of the summed output, or remove the coupling.")
+            f"total derivatives of the summed output; or pass couple_samples=True to take "
+            f"derivatives along shifts of the whole batch; or remove the coupling (for "
+            f"BatchNorm: evaluate outside training, or use_global_stats=True).")
 
 
 class InputSpecError(MXGradLayerError, ValueError):

@@ -267,3 +267,32 @@ def test_embedding_indices_are_refused_as_wrt_and_the_rest_is_exact():
         mg.InputGradient(net, wrt=0)(tokens, x)
     report = mg.check(net, tokens, x, wrt=0)
     assert not report.ok and 'integer indices' in report.modes['reverse']
+
+
+def test_couple_samples_takes_derivatives_along_shifts_of_the_whole_batch():
+    net = _ready(_seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(2),
+                      nn.Activation('tanh')), array((4, 3), seed=2))
+    x = array((4, 3), seed=9)
+    eps = 1e-4
+
+    def shifted(k, h):
+        d = nd.zeros_like(x)
+        d[:, k] = h
+        with autograd.record():  # training mode: batch statistics
+            return net(x + d).asnumpy()
+    base = shifted(0, 0.0)
+    jac_ref = np.stack([(shifted(k, eps) - shifted(k, -eps)) / (2 * eps) for k in range(3)],
+                       axis=-1)
+    lap_ref = sum((shifted(k, eps) - 2 * base + shifted(k, -eps)) / eps ** 2 for k in range(3))
+    with autograd.record():
+        with pytest.raises(SampleCouplingError, match='couple_samples=True'):
+            mg.Laplacian(net)(x)
+        jac = mg.Jacobian(net, couple_samples=True)(x)
+        lap = mg.Laplacian(net, couple_samples=True)(x)
+        lap_ht = mg.Laplacian(net, method='hessian_trace', couple_samples=True)(x)
+    assert relative_error(jac.asnumpy(), jac_ref) < 1e-7
+    assert relative_error(lap.asnumpy(), lap_ref) < 1e-4  # second differences: ~eps^2
+    assert relative_error(lap_ht.asnumpy(), lap.asnumpy()) < 1e-10
+    # without interaction (inference) it is the per-sample derivative
+    assert relative_error(mg.Laplacian(net, couple_samples=True)(x).asnumpy(),
+                          mg.Laplacian(net)(x).asnumpy()) < 1e-12
