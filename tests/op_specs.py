@@ -173,7 +173,7 @@ SPECS = [
     spec('UpSampling', lambda F, x: F.UpSampling(x, scale=2, sample_type='nearest'),
          ((2, 3, 2, 3),)),
     # ----- padding, tiling, indexing (indices are constants or piecewise constant) -----
-    spec('Pad', lambda F, x: F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, 1, 2, 2, 1),
+    spec('Pad', lambda F, x: F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, 1, 2, 0, 1),
                                    constant_value=0.5), ((2, 3, 3, 4),)),
     spec('tile', lambda F, x: F.tile(x, reps=(1, 2, 3)), ((2, 3, 2),)),
     spec('repeat', lambda F, x: F.repeat(x, repeats=2, axis=1)),
@@ -229,6 +229,13 @@ VARIANTS = [
     spec('Deconvolution', lambda F, x, w: F.Deconvolution(
         x, w, kernel=(3,), stride=(3,), pad=(1,), num_filter=4, num_group=2, no_bias=True),
         ((2, 4, 3), (4, 2, 3)), wrt=(0,)),
+    spec('Convolution', lambda F, x, w: F.Convolution(
+        x, w, kernel=(2, 3, 2), stride=(2, 1, 1), pad=(1, 0, 1), dilate=(1, 1, 2),
+        num_filter=4, num_group=2, no_bias=True), ((2, 4, 3, 3, 2), (4, 2, 2, 3, 2)), wrt=(0,)),
+    spec('Convolution', lambda F, x, w: F.Convolution(
+        x, w, kernel=(3, 2), stride=(2, 3), dilate=(2, 2), pad=(3, 0), num_filter=3,
+        no_bias=True), ((2, 2, 7, 8), (3, 2, 3, 2)), wrt=(0,)),
+    spec('reverse', lambda F, x: F.flip(x, axis=1), ((3, 4, 2),)),
     spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3, 3), stride=(1, 2), pad=(1, 1),
                                            pool_type='max'), ((2, 3, 4, 5),), low=-3.0, high=-1.0),
     spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3, 2), stride=(2, 1), pad=(1, 1),

@@ -5,7 +5,10 @@ Each is linear in its data input (max pooling piecewise so), and each one's tran
 another operator of this family, so the table stays closed under differentiation:
 
 * ``Convolution`` <-> ``Deconvolution`` (same kernel, stride, dilation, padding, groups
-  and weight array; ``adj`` restores the rows a strided convolution drops);
+  and weight array; ``adj`` restores the rows a strided convolution drops).  Where
+  MXNet's Deconvolution is missing (3-D) or wrong (stride and dilation on one axis), the
+  transpose is a Convolution of the stride-spread, padded cotangent with the flipped
+  kernel (`_transposed_conv_nd`);
 * ``im2col`` <-> ``col2im``;
 * ``Pooling`` is written with ``im2col``: a window's average is a mean over the unfolded
   axis, and a window's maximum selects its arg-max (ties share the derivative equally,
@@ -68,17 +71,55 @@ def _conv_vjp(c, eqn, xs, ans, gs):
     if gs[0] is None:
         return [None] * len(xs)
     kernel, stride, dilate, pad = _window(eqn)
+    strided_dilation = any(s > 1 and d > 1 for s, d in zip(stride, dilate))
+    # MXNet 1.9.1 has no 3-D Deconvolution, and its 2-D one is wrong with a strided
+    # dilation; F.pad (which the construction needs) takes 4-D and 5-D arrays only
+    if len(kernel) == 3 or (len(kernel) == 2 and strided_dilation):
+        return [_transposed_conv_nd(c, eqn, gs[0], xs[1])] + [None] * (len(xs) - 1)
     _strided_dilation_check(eqn)
-    if len(kernel) > 2:
-        raise _unsupported(eqn, '3-D convolution has no reverse rule: MXNet 1.9.1 has no 3-D '
-                           'Deconvolution or im2col to express its transpose; use a '
-                           'forward-mode block (JVP, Jacobian(mode="forward"), Laplacian)')
     size = eqn.in_shapes[0][2:]
     # the rows of the input a strided convolution never reaches
     adj = tuple((h + 2 * p - d * (k - 1) - 1) % s
                 for h, p, d, k, s in zip(size, pad, dilate, kernel, stride))
     g = _deconv(c, eqn, gs[0], xs[1], adj=adj, num_filter=eqn.in_shapes[0][1])
     return [g] + [None] * (len(xs) - 1)
+
+
+def _transposed_conv_nd(c, eqn, g, weight):
+    """The transpose of a convolution written as a convolution: the cotangent, spread
+    out by the stride (zeros in between) and padded by d(k-1) - p (plus the rows a
+    strided window never reached), convolved with the flipped, in/out-swapped kernel."""
+    F = c.F
+    kernel, stride, dilate, pad = _window(eqn)
+    groups = int(eqn.attrs.get('num_group', 1))
+    channels, filters = eqn.in_shapes[0][1], int(eqn.attrs['num_filter'])
+    size, out = eqn.in_shapes[0][2:], eqn.out_shapes[0][2:]
+    n = len(kernel)
+    for i, (s, o) in enumerate(zip(stride, out)):
+        if s > 1:  # (.., o, ..) -> (.., (o - 1) s + 1, ..) with s - 1 zeros between
+            axis = 2 + i
+            spread = F.stack(*([g] + [F.zeros_like(g)] * (s - 1)), axis=axis + 1)
+            g = F.reshape(spread, shape=(0,) * axis + (-3, -2))
+            g = F.slice_axis(g, axis=axis, begin=0, end=(o - 1) * s + 1)
+    width = [0, 0, 0, 0]
+    crop = []
+    for h, k, s, d, p in zip(size, kernel, stride, dilate, pad):
+        low = d * (k - 1) - p
+        rest = (h + 2 * p - d * (k - 1) - 1) % s  # rows no window reaches
+        width += [max(low, 0), max(low, 0) + rest]
+        crop.append(max(-low, 0))
+    g = F.pad(g, mode='constant', pad_width=tuple(width), constant_value=0.0)
+    # weight (F, C/G, *k) -> (C, F/G, *k), flipped in space
+    w = F.reshape(weight, shape=(groups, filters // groups, channels // groups) + kernel)
+    w = F.transpose(w, axes=(0, 2, 1) + tuple(range(3, 3 + n)))
+    w = F.reshape(w, shape=(channels, filters // groups) + kernel)
+    w = F.flip(w, axis=tuple(range(2, 2 + n)))
+    gx = F.Convolution(g, w, kernel=kernel, dilate=dilate, num_filter=channels,
+                       num_group=groups, no_bias=True)
+    if any(crop):  # padding beyond the kernel's reach: those rows get no gradient path
+        gx = F.slice(gx, begin=(None, None) + tuple(crop),
+                     end=(None, None) + tuple(cr + h for cr, h in zip(crop, size)))
+    return gx
 
 
 def _deconv_check(eqn):

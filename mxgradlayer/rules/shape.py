@@ -270,8 +270,9 @@ def _pad_vjp(c, eqn, xs, ans, gs):
         return [None]
     width = tuple(eqn.attrs['pad_width'])
     shape = eqn.in_shapes[0]
-    begin = tuple(None if width[2 * i] == 0 else width[2 * i] for i in range(len(shape)))
-    end = tuple(None if b is None else b + shape[i] for i, b in enumerate(begin))
+    begin = tuple(width[2 * i] for i in range(len(shape)))
+    end = tuple(None if shape[i] is None else b + shape[i] for i, b in enumerate(begin))
+    begin = tuple(None if shape[i] is None else b for i, b in enumerate(begin))
     return [c.F.slice(gs[0], begin=begin, end=end)]
 
 
@@ -314,3 +315,11 @@ def _repeat_vjp(c, eqn, xs, ans, gs):
 
 
 def_linear('repeat', _repeat_vjp)
+
+
+# ----- reverse (flip): its own transpose -----
+def _reverse_vjp(c, eqn, xs, ans, gs):
+    return [None] if gs[0] is None else c.apply(eqn, [gs[0]])
+
+
+def_linear('reverse', _reverse_vjp)
