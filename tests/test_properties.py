@@ -181,3 +181,130 @@ def _same_block(blk, which, net, wrt):
     if which == 'nested':
         return mg.JVP(mg.InputGradient(net, wrt), wrt)
     return getattr(mg, which)(net, wrt)
+
+
+# ----- random convolutional / normalised networks from gluon.nn layers -----
+NORMS = {
+    'none': lambda c: None,
+    'batch': lambda c: gluon.nn.BatchNorm(),
+    'layer': lambda c: gluon.nn.LayerNorm(axis=1),
+    'instance': lambda c: gluon.nn.InstanceNorm(),
+    'group': lambda c: gluon.nn.GroupNorm(num_groups=2 if c % 2 == 0 else 1),
+}
+POOLS = {
+    'none': lambda: None,
+    'max': lambda: gluon.nn.MaxPool2D(2, strides=1),
+    'max2': lambda: gluon.nn.MaxPool2D(2),
+    'avg': lambda: gluon.nn.AvgPool2D(2, strides=1, padding=1, count_include_pad=False),
+    'gmax': lambda: gluon.nn.GlobalMaxPool2D(),
+    'gavg': lambda: gluon.nn.GlobalAvgPool2D(),
+}
+
+
+@st.composite
+def conv_networks(draw):
+    layers = []
+    for _ in range(draw(st.integers(1, 2))):
+        layers.append(('conv', draw(st.integers(2, 4)), draw(st.integers(1, 3)),
+                       draw(st.integers(1, 2)), draw(st.integers(0, 1)),
+                       draw(st.integers(1, 2)), draw(st.booleans()),
+                       draw(st.sampled_from(sorted(ACTIVATIONS))),
+                       draw(st.sampled_from(sorted(NORMS)))))
+    return (draw(st.integers(1, 2)), draw(st.integers(4, 6)), layers,
+            draw(st.sampled_from(sorted(POOLS))), draw(st.booleans()), draw(st.booleans()),
+            draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(0, 10 ** 6)))
+
+
+def _conv_network(spec):
+    channels, size, layers, pool, transpose, dropout, n_out, batch, seed = spec
+    net = gluon.nn.HybridSequential()
+    c = channels
+    for _, filters, kernel, stride, pad, dilation, grouped, act, norm in layers:
+        groups = 2 if grouped and c % 2 == 0 and filters % 2 == 0 else 1
+        net.add(gluon.nn.Conv2D(filters, kernel, strides=stride, padding=pad,
+                                dilation=dilation, groups=groups))
+        net.add(ACTIVATIONS[act]())
+        if NORMS[norm](filters) is not None:
+            net.add(NORMS[norm](filters))
+        c = filters
+    if transpose:
+        net.add(gluon.nn.Conv2DTranspose(2, 2, strides=2, activation='tanh'))
+    if POOLS[pool]() is not None:
+        net.add(POOLS[pool]())
+    if dropout:
+        net.add(gluon.nn.Dropout(0.3))
+    net.add(gluon.nn.Flatten(), gluon.nn.Dense(n_out))
+    rng = np.random.default_rng(seed)
+    x = nd.array(rng.uniform(-1.5, 1.5, size=(batch, channels, size, size)), dtype='float64')
+    mx.random.seed(seed)
+    net.initialize(mx.init.Normal(0.5))
+    net.cast('float64')
+    try:
+        net(x)
+    except (mx.base.MXNetError, ValueError):  # (deferred init re-raises as ValueError)
+        return None, None, None  # a window larger than what is left of the image
+    for name, p in net.collect_params().items():
+        if name.endswith('running_var'):
+            p.set_data(nd.array(rng.uniform(0.5, 2.0, p.shape), dtype='float64'))
+        elif name.endswith('running_mean'):
+            p.set_data(nd.array(rng.uniform(-0.5, 0.5, p.shape), dtype='float64'))
+    return net, [x], rng
+
+
+CONV_BLOCKS = ['InputGradient', 'JVP', 'VJP', 'Jacobian', 'HVP', 'Laplacian', 'Hessian']
+
+
+@_settings(20)
+@given(conv_networks(), st.sampled_from(CONV_BLOCKS), st.booleans())
+def test_random_conv_networks_against_finite_differences(spec, which, hybridize):
+    check_layer_case(spec, which, hybridize)
+
+
+@pytest.mark.slow
+@_settings(500)
+@given(conv_networks(), st.sampled_from(CONV_BLOCKS), st.booleans())
+def test_soak_random_conv_networks(spec, which, hybridize):
+    check_layer_case(spec, which, hybridize)
+
+
+def check_layer_case(spec, which, hybridize):
+    from hypothesis import assume
+    net, args, rng = _conv_network(spec)
+    assume(net is not None)
+    ref_net = exact_primal(net)  # LeakyReLU and InstanceNorm kernels are not float64-exact
+    x = args[0]
+    v = nd.array(rng.standard_normal(x.shape), dtype='float64')
+    out = ref_net(*args)
+    w = nd.array(rng.standard_normal(out.shape), dtype='float64')
+    fd = fd_directional(ref_net, args, 0, v)[0]
+    extra = []
+    if which == 'InputGradient':
+        blk = mg.InputGradient(net)
+        check = lambda g: relative_error((g * v).sum().asnumpy(), fd.sum().asnumpy())
+    elif which == 'JVP':
+        blk, extra = mg.JVP(net), [v]
+        check = lambda g: relative_error(g.asnumpy(), fd.asnumpy())
+    elif which == 'VJP':
+        blk, extra = mg.VJP(net), [w]
+        check = lambda g: relative_error((g * v).sum().asnumpy(), (w * fd).sum().asnumpy())
+    elif which == 'Jacobian':
+        blk = mg.Jacobian(net)
+        check = lambda g: relative_error(g.asnumpy(), fd_jacobian(ref_net, args, 0))
+    elif which == 'HVP':
+        blk, extra = mg.HVP(net), [v]
+        ref = fd_directional(mg.InputGradient(net), args, 0, v)[0]
+        check = lambda g: relative_error(g.asnumpy(), ref.asnumpy())
+    elif which == 'Hessian':
+        blk = mg.Hessian(net)
+        check = lambda g: relative_error(g.asnumpy(), fd_jacobian(mg.Jacobian(net), args, 0))
+    else:
+        blk = mg.Laplacian(net)
+        ref = np.trace(fd_jacobian(mg.Jacobian(net), args, 0).reshape(
+            out.shape + (x[0].size, x[0].size)), axis1=-2, axis2=-1)
+        check = lambda g: relative_error(g.asnumpy(), ref)
+    if hybridize:
+        blk.hybridize()
+    got = blk(*args, *extra)
+    err = check(got)
+    assert err < 1e-6, f'{which}: relative error {err:.3g}'
+    check_param_grads(blk, args + extra, rtol=1e-5, train_mode=False)
