@@ -297,3 +297,52 @@ def test_couple_samples_takes_derivatives_along_shifts_of_the_whole_batch():
     # without interaction (inference) it is the per-sample derivative
     assert relative_error(mg.Laplacian(net, couple_samples=True)(x).asnumpy(),
                           mg.Laplacian(net)(x).asnumpy()) < 1e-12
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('name', sorted(NETS))
+def test_float32_matches_float64(name, hybridize):
+    """float32 runs MXNet's oneDNN kernels (float64 does not): same blocks, same numbers."""
+    net64, x = _net(name)
+    net32 = NETS[name][0]()
+    x32 = x.astype('float32')
+    net32.initialize()
+    net32(x32)
+    for p32, p64 in zip(net32.collect_params().values(), net64.collect_params().values()):
+        p32.set_data(p64.data().astype('float32'))
+    net32(x32)  # oneDNN now holds the weights in its own layout, as in training
+    v = array(x.shape, seed=11)
+    for make, extra in ((mg.InputGradient, []), (mg.JVP, [v]), (mg.HVP, [v]),
+                        (mg.Laplacian, [])):
+        b64, b32 = make(net64), make(net32)
+        if hybridize:
+            b64.hybridize()
+            b32.hybridize()
+        got = b32(x32, *[e.astype('float32') for e in extra])
+        assert got.dtype == np.float32
+        ref = b64(x, *extra).asnumpy()
+        assert relative_error(got.asnumpy(), ref) < 1e-3, make.__name__
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+def test_float32_wide_convolutions_use_onednn_layouts(hybridize):
+    """With 8 channels oneDNN keeps weights in blocked layouts, which a transposed
+    operator reading the same weight must not trip over."""
+    def build():
+        return _seq(nn.Conv2D(8, 3, padding=1, activation='relu'),
+                    nn.Conv2DTranspose(8, 3, padding=1, activation='tanh'), nn.Dense(2))
+    x = array((2, 3, 8, 8), seed=12)
+    net64 = _ready(build(), x)
+    net32 = build()
+    net32.initialize()
+    net32(x.astype('float32'))
+    for p32, p64 in zip(net32.collect_params().values(), net64.collect_params().values()):
+        p32.set_data(p64.data().astype('float32'))
+    net32(x.astype('float32'))
+    v = array(x.shape, seed=13)
+    for make, extra in ((mg.InputGradient, []), (mg.HVP, [v])):
+        b32, b64 = make(net32), make(net64)
+        if hybridize:
+            b32.hybridize()
+        got = b32(x.astype('float32'), *[e.astype('float32') for e in extra]).asnumpy()
+        assert relative_error(got, b64(x, *extra).asnumpy()) < 1e-3

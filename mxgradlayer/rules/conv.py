@@ -61,6 +61,14 @@ def _deconv(c, eqn, data, weight, **attrs):
                              **attrs)
 
 
+def _transpose_weight(c, weight):
+    """The weight for the transposed operator.  A copy: in float32, MXNet's oneDNN
+    kernels keep a weight in the layout of the operator that read it first, and the
+    other operator then fails its layout check (a convolution's weight read by a
+    deconvolution and vice versa)."""
+    return c.F.identity(weight)
+
+
 def _conv_jvp(c, eqn, xs, ans, ts):
     if ts[0] is None:
         return [None]
@@ -81,7 +89,8 @@ def _conv_vjp(c, eqn, xs, ans, gs):
     # the rows of the input a strided convolution never reaches
     adj = tuple((h + 2 * p - d * (k - 1) - 1) % s
                 for h, p, d, k, s in zip(size, pad, dilate, kernel, stride))
-    g = _deconv(c, eqn, gs[0], xs[1], adj=adj, num_filter=eqn.in_shapes[0][1])
+    g = _deconv(c, eqn, gs[0], _transpose_weight(c, xs[1]), adj=adj,
+                num_filter=eqn.in_shapes[0][1])
     return [g] + [None] * (len(xs) - 1)
 
 
@@ -150,7 +159,8 @@ def _deconv_vjp(c, eqn, xs, ans, gs):
     _deconv_check(eqn)
     if gs[0] is None:
         return [None] * len(xs)
-    return [_conv(c, eqn, gs[0], xs[1], num_filter=eqn.in_shapes[0][1])] + [None] * (len(xs) - 1)
+    return [_conv(c, eqn, gs[0], _transpose_weight(c, xs[1]), num_filter=eqn.in_shapes[0][1])
+            ] + [None] * (len(xs) - 1)
 
 
 # the weight and bias are parameters: a network whose filters depend on its input is refused
