@@ -19,6 +19,8 @@ sample alone then apply unchanged to it; rules only re-broadcast primal factors
 (`RuleContext.scale`).  Rules emit only operators that are themselves in this table, so
 every derived graph can be differentiated again (tests/test_closure.py checks it).
 """
+import inspect
+
 from .errors import UnsupportedOperatorError, SampleCouplingError
 from .graph import apply_op
 
@@ -60,7 +62,12 @@ def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc=''):
 
 
 def def_elementwise(op, d1, d2, doc=''):
-    """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x), ``d2`` is f''(x)."""
+    """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x), ``d2`` is f''(x).
+
+    A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (tanh's
+    f'' = -2 y f', for one), so the forward Laplacian does not compute it twice.
+    """
+    d2_reuses_d1 = d2 is not None and 'd1' in inspect.signature(d2).parameters
     def first(c, eqn, xs, ans):
         return c.memo((eqn.nid, 'd1'), lambda: d1(c.F, xs[0], ans[0], eqn.attrs))
 
@@ -73,7 +80,11 @@ def def_elementwise(op, d1, d2, doc=''):
     def curvature(c, eqn, xs, ans, ts):
         if d2 is None:
             return [None]
-        second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs))
+        if d2_reuses_d1:
+            second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs,
+                                                        d1=first(c, eqn, xs, ans)))
+        else:
+            second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs))
         return [c.F.elemwise_mul(second, c.sum_directions(c.F.square(ts[0])))]
     defrule(op, jvp, vjp, curvature, doc=doc)
 

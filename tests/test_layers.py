@@ -346,3 +346,18 @@ def test_float32_wide_convolutions_use_onednn_layouts(hybridize):
             b32.hybridize()
         got = b32(x.astype('float32'), *[e.astype('float32') for e in extra]).asnumpy()
         assert relative_error(got, b64(x, *extra).asnumpy()) < 1e-3
+
+
+@pytest.mark.parametrize('act', [nn.ELU, nn.SELU, lambda: nn.LeakyReLU(0.1)],
+                         ids=['ELU', 'SELU', 'LeakyReLU'])
+@pytest.mark.parametrize('make', [lambda n: mg.JVP(n), lambda n: mg.Laplacian(n)],
+                         ids=['JVP', 'Laplacian'])
+def test_exponential_units_before_max_pooling_train_imperatively(act, make):
+    """Regression: written with `where`, these layers' values fed only the pooling mask
+    in a JVP, and mxnet 1.9.1's imperative backward segfaulted."""
+    net = _seq(nn.Conv2D(3, 1), act(), nn.MaxPool2D(2), nn.Flatten(), nn.Dense(1))
+    x = array((2, 2, 4, 4), seed=14)
+    _ready(net, x)
+    blk = make(net)
+    args = [x, array(x.shape, seed=15)] if isinstance(blk, mg.JVP) else [x]
+    check_param_grads(blk, args, train_mode=False)

@@ -273,6 +273,10 @@ def test_soak_random_conv_networks(spec, which, hybridize):
 
 def check_layer_case(spec, which, hybridize):
     from hypothesis import assume
+    import os
+    if os.environ.get('MXGL_CASE_LOG'):  # to find a case that kills the process
+        with open(os.environ['MXGL_CASE_LOG'], 'a') as f:
+            f.write(repr((spec, which, hybridize)) + '\n')
     net, args, rng = _conv_network(spec)
     assume(net is not None)
     ref_net = exact_primal(net)  # LeakyReLU and InstanceNorm kernels are not float64-exact

@@ -256,7 +256,9 @@ def _window_weights(c, eqn, x):
             return 1.0 / size
         inside = _unfold(c, eqn, F.ones_like(x))
         return F.broadcast_like(F.reciprocal(F.sum(inside, axis=2, keepdims=True)), inside)
-    windows = _unfold(c, eqn, x)
+    # from a detached copy: the mask has no derivative, and MXNet 1.9.1's backward
+    # segfaulted when a `where` (an ELU's value) fed only this piecewise-constant path
+    windows = _unfold(c, eqn, F.BlockGrad(x))
     if padded:  # padding is -inf for max pooling, not the zeros im2col inserts
         windows = F.elemwise_add(windows, (_unfold(c, eqn, F.ones_like(x)) - 1.0) * 1e30)
     hits = F.broadcast_equal(windows, F.max(windows, axis=2, keepdims=True))

@@ -29,16 +29,17 @@ def _sigmoid_d1(F, x, s, a):
     return F.elemwise_mul(s, 1.0 - s)
 
 
-def _sigmoid_d2(F, x, s, a):  # s(1-s)(1-2s)
-    return F.elemwise_mul(_sigmoid_d1(F, x, s, a), 1.0 - 2.0 * s)
+def _sigmoid_d2(F, x, s, a, d1=None):  # s(1-s)(1-2s)
+    d1 = _sigmoid_d1(F, x, s, a) if d1 is None else d1
+    return F.elemwise_mul(d1, 1.0 - 2.0 * s)
 
 
 def _tanh_d1(F, x, y, a):
     return 1.0 - F.square(y)
 
 
-def _tanh_d2(F, x, y, a):  # -2 y (1 - y^2)
-    return F.elemwise_mul(y * -2.0, 1.0 - F.square(y))
+def _tanh_d2(F, x, y, a, d1=None):  # -2 y (1 - y^2)
+    return F.elemwise_mul(y * -2.0, 1.0 - F.square(y) if d1 is None else d1)
 
 
 def _relu_d1(F, x, y, a):
@@ -58,8 +59,8 @@ def _softrelu_d1(F, x, y, a):  # d/dx log(1 + e^x) = sigmoid(x)
     return _fast_sigmoid(F, x)
 
 
-def _softrelu_d2(F, x, y, a):
-    s = _fast_sigmoid(F, x)
+def _softrelu_d2(F, x, y, a, d1=None):  # sigmoid'(x), d1 = sigmoid(x)
+    s = _fast_sigmoid(F, x) if d1 is None else d1
     return F.elemwise_mul(s, 1.0 - s)
 
 
@@ -76,8 +77,8 @@ def _erf_d1(F, x, y, a):  # 2/sqrt(pi) exp(-x^2)
     return F.exp(F.square(x) * -1.0) * TWO_OVER_SQRT_PI
 
 
-def _erf_d2(F, x, y, a):
-    return F.elemwise_mul(x * -2.0, _erf_d1(F, x, y, a))
+def _erf_d2(F, x, y, a, d1=None):
+    return F.elemwise_mul(x * -2.0, _erf_d1(F, x, y, a) if d1 is None else d1)
 
 
 # ----- math functions -----
@@ -136,9 +137,16 @@ def _slope(attrs):
     return float(attrs.get('slope', 0.25))
 
 
+# The LeakyReLU family is written without `where`: in mxnet 1.9.1's imperative autograd,
+# a recorded `where` whose value reaches only branches without gradient (a max-pooling
+# mask, an unused primal output) made backward segfault (tests/test_layers.py).
+def _positive_part(F, x):
+    return F._internal._maximum_scalar(x, scalar=0.0)
+
+
 def _leaky_primal(F, eqn, xs):
     x, s = xs[0], _slope(eqn.attrs)
-    return [F.where(_positive(F, x), x, x * s)]
+    return [_positive_part(F, x) + F._internal._minimum_scalar(x, scalar=0.0) * s]
 
 
 def _leaky_d1(F, x, y, a):
@@ -150,22 +158,16 @@ def _exponential_unit(alpha, scale):
     def primal(F, eqn, xs):
         x = xs[0]
         a = alpha(eqn.attrs)
-        return [F.where(_positive(F, x), x, _negative_part(F, x) * a) * scale]
+        return [(_positive_part(F, x) + _negative_part(F, x) * a) * scale]
 
     def derivative(positive_branch):
-        def d(F, x, y, attrs):
+        def d(F, x, y, attrs):  # at 0 the x <= 0 branch, as MXNet's own kernel
+            p = _positive(F, x)
             e = F.exp(F._internal._minimum_scalar(x, scalar=0.0)) * (alpha(attrs) * scale)
-            return F.where(_positive(F, x), positive_branch(F, x) * scale, e)
+            negative = F.elemwise_mul(1.0 - p, e)
+            return negative + p * scale if positive_branch else negative
         return d
-    return primal, derivative(_ones), derivative(_zeros)
-
-
-def _ones(F, x):
-    return F.ones_like(x)
-
-
-def _zeros(F, x):
-    return F.zeros_like(x)
+    return primal, derivative(True), derivative(False)
 
 
 _elu_primal, _elu_d1, _elu_d2 = _exponential_unit(_slope, 1.0)

@@ -146,7 +146,8 @@ def _chooser(c, eqn, x, y):
     def make():
         F = c.F
         axes = reduced_axes(eqn.attrs, len(eqn.in_shapes[0]))
-        hits = F.broadcast_equal(x, _keep(c, eqn, y))
+        # detached, as the pooling mask (rules/conv.py): a mask has no derivative
+        hits = F.broadcast_equal(F.BlockGrad(x), F.BlockGrad(_keep(c, eqn, y)))
         return F.broadcast_div(hits, F.sum(hits, axis=axes, keepdims=True))
     return c.memo((eqn.nid, 'chooser'), make)
 
