@@ -149,6 +149,13 @@ def test_batchnorm_training_mode_is_the_total_derivative():
             d[i, j] = eps
             ref[i, j] = (f(x + d) - f(x - d)).asscalar() / (2 * eps)
     assert relative_error(grad.asnumpy(), ref) < 1e-6
+    # second order in training: HVP against differences of the training-mode gradient
+    v = array(x.shape, seed=16)
+    with autograd.record():
+        hv = mg.HVP(net)(x, v).asnumpy()
+        ig = mg.InputGradient(net)
+        hv_ref = ((ig(x + eps * v) - ig(x - eps * v)) / (2 * eps)).asnumpy()
+    assert relative_error(hv, hv_ref) < 1e-6
     # inference: running statistics, a per-sample map, so per-sample blocks work
     assert mg.Jacobian(net)(x).shape == (4, 1, 3)
     with autograd.record():

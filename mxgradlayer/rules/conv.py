@@ -300,7 +300,7 @@ defrule('Pooling', _pool_jvp, _pool_vjp, linear=True)
 
 
 # ----- UpSampling (nearest): each pixel copied to a scale x scale block -----
-def _upsampling_check(c, eqn):
+def _upsampling_check(eqn):
     a = eqn.attrs
     if a.get('sample_type') != 'nearest' or a.get('num_args', 1) != 1:
         raise _unsupported(eqn, 'only nearest upsampling of one input is covered')
@@ -308,12 +308,12 @@ def _upsampling_check(c, eqn):
 
 
 def _upsampling_jvp(c, eqn, xs, ans, ts):
-    _upsampling_check(c, eqn)
+    _upsampling_check(eqn)
     return [None] if ts[0] is None else c.apply(eqn, [ts[0]])
 
 
 def _upsampling_vjp(c, eqn, xs, ans, gs):
-    scale = _upsampling_check(c, eqn)
+    scale = _upsampling_check(eqn)
     if gs[0] is None:
         return [None]
     k = (scale,) * (len(eqn.in_shapes[0]) - 2)

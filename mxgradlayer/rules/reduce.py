@@ -152,25 +152,29 @@ def _chooser(c, eqn, x, y):
     return c.memo((eqn.nid, 'chooser'), make)
 
 
-def _extremum_jvp(c, eqn, xs, ans, ts):
-    if ts[0] is None:
-        return [None]
-    shape = eqn.in_shapes[0]
-    axes = reduced_axes(eqn.attrs, len(shape))
-    if any(shape[a] is None for a in axes):
-        c.coupling(eqn, 'it reduces over the batch axis')
-    picked = c.scale(ts[0], _chooser(c, eqn, xs[0], ans[0]))
-    return [c.F.sum(picked, axis=axes, keepdims=bool(eqn.attrs.get('keepdims', False)))]
+def _weighted_reduction(factor):
+    """Rules of a reduction whose derivative weighs each element by ``factor(c, eqn, x,
+    y)`` (B, *s): the JVP sums t * factor over the axes, the VJP spreads g back and
+    multiplies by it."""
+    def jvp(c, eqn, xs, ans, ts):
+        if ts[0] is None:
+            return [None]
+        shape = eqn.in_shapes[0]
+        axes = reduced_axes(eqn.attrs, len(shape))
+        if any(shape[a] is None for a in axes):
+            c.coupling(eqn, 'it reduces over the batch axis')
+        picked = c.scale(ts[0], factor(c, eqn, xs[0], ans[0]))
+        return [c.F.sum(picked, axis=axes, keepdims=bool(eqn.attrs.get('keepdims', False)))]
 
-
-def _extremum_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
-    return [c.scale(_spread(c, eqn, gs[0], xs[0]), _chooser(c, eqn, xs[0], ans[0]))]
+    def vjp(c, eqn, xs, ans, gs):
+        if gs[0] is None:
+            return [None]
+        return [c.scale(_spread(c, eqn, gs[0], xs[0]), factor(c, eqn, xs[0], ans[0]))]
+    return jvp, vjp
 
 
 for _op in ('max', 'min', 'max_axis', 'min_axis'):
-    defrule(_op, _extremum_jvp, _extremum_vjp, linear=True)
+    defrule(_op, *_weighted_reduction(_chooser), linear=True)
 
 
 # ----- norm (ord 1 or 2) over axes -----
@@ -190,23 +194,6 @@ def _norm_factor(c, eqn, x, y):
     return c.memo((eqn.nid, 'norm-d1'), lambda: F.broadcast_div(x, _keep(c, eqn, y)))
 
 
-def _norm_jvp(c, eqn, xs, ans, ts):
-    if ts[0] is None:
-        return [None]
-    shape = eqn.in_shapes[0]
-    axes = reduced_axes(eqn.attrs, len(shape))
-    if any(shape[a] is None for a in axes):
-        c.coupling(eqn, 'it reduces over the batch axis')
-    return [c.F.sum(c.scale(ts[0], _norm_factor(c, eqn, xs[0], ans[0])), axis=axes,
-                    keepdims=bool(eqn.attrs.get('keepdims', False)))]
-
-
-def _norm_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
-    return [c.scale(_spread(c, eqn, gs[0], xs[0]), _norm_factor(c, eqn, xs[0], ans[0]))]
-
-
 def _norm_curvature(c, eqn, xs, ans, ts):
     """ord 2: (|t|^2 - <u, t>^2) / |x| with u = x / |x|, summed over directions."""
     if _norm_ord(eqn) == 1:
@@ -219,4 +206,4 @@ def _norm_curvature(c, eqn, xs, ans, ts):
     return [F.elemwise_div(c.sum_directions(total), ans[0])]
 
 
-defrule('norm', _norm_jvp, _norm_vjp, _norm_curvature)
+defrule('norm', *_weighted_reduction(_norm_factor), curvature=_norm_curvature)
