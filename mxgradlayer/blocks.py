@@ -16,7 +16,7 @@ from mxnet.gluon import HybridBlock
 
 from . import rules  # noqa: F401  (registers every rule)
 from .errors import InputSpecError
-from .graph import resolve_input_specs, trace
+from .graph import per_sample_tracing, resolve_input_specs, trace, tracing_per_sample
 from .registry import RuleContext
 from .transform import forward, reverse
 
@@ -129,12 +129,15 @@ class _DerivativeBlock(HybridBlock):
         # axis 0 is the batch axis of every input as long as the differentiated one
         batch = specs[self._positions(len(inputs))[0]][0][0]
         batched = tuple(len(s) > 0 and s[0] == batch for s, _ in specs)
-        # BatchNorm lowers differently in training and inference (graph.lower)
+        # A per-sample block (and what it nests) lowers BatchNorm by the current mode
+        per_sample = tracing_per_sample() or (isinstance(self, _PerSampleBlock)
+                                              and not self._couple)
         key = tuple((tuple(s[1:]), np.dtype(t).name) for s, t in specs) + (
-            batched, mx.autograd.is_training())
+            batched, per_sample, per_sample and mx.autograd.is_training())
         graph = self._graphs.get(key)
         if graph is None or (not graph.batch_polymorphic and graph.batch != specs[0][0][:1]):
-            graph = trace(self._fn(), specs, batched)
+            with per_sample_tracing(per_sample):
+                graph = trace(self._fn(), specs, batched)
             graph.batch = specs[0][0][:1]
             graph.specs = specs
             self._graphs[key] = graph

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import rules  # noqa: F401
 from .errors import MXGradLayerError
-from .graph import resolve_input_specs, trace
+from .graph import per_sample_tracing, resolve_input_specs, trace
 from .registry import LOWERINGS, RULES, rule_key
 from .transform import depends_on, forward, reverse
 
@@ -81,8 +81,10 @@ def _layer_of(name, prefixes):
 
 
 def _try_sweeps(net, specs, wrt):
-    """Build each sweep on Symbols; None when it builds, else the error message."""
+    """Build each sweep on Symbols; None when it builds, else the error."""
     graph = trace(net, specs)
+    with per_sample_tracing(True):  # as Jacobian and Laplacian trace it
+        per_sample_graph = trace(net, specs)
     inputs = [mx.sym.var(f'_check_in{i}', shape=s, dtype=np.dtype(t).name)
               for i, (s, t) in enumerate(specs)]
     params = {e.name: mx.sym.var(e.name) for e in graph.nodes
@@ -95,7 +97,7 @@ def _try_sweeps(net, specs, wrt):
                 reverse(mx.sym, graph, inputs, params, list(wrt),
                         lambda outs: [mx.sym.ones_like(o) for o in outs])
             else:
-                forward(mx.sym, graph, inputs, params, tangents, K=1,
+                forward(mx.sym, per_sample_graph, inputs, params, tangents, K=1,
                         laplacian=mode == 'forward-Laplacian', per_sample=True)
             outcome[mode] = None
         except MXGradLayerError as err:

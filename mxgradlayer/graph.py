@@ -10,6 +10,8 @@ operators), and one derived graph serves every batch size, as a hybridized Gluon
 must.
 """
 import ast
+import contextlib
+import contextvars
 import inspect
 import json
 
@@ -24,6 +26,22 @@ _PROBE_BATCHES = (2, 3)
 INPUT_PREFIX = '_mxgl_in'
 # A node carrying this attribute is never lowered (a lowering's own helper node).
 KEEP_MARK = '__mxgl_keep__'
+# Set while a per-sample block traces (also the blocks nested in it): lowerings that
+# couple samples then decide by the current mode rather than at run time.
+_PER_SAMPLE = contextvars.ContextVar('mxgradlayer_per_sample', default=False)
+
+
+def tracing_per_sample():
+    return _PER_SAMPLE.get()
+
+
+@contextlib.contextmanager
+def per_sample_tracing(on):
+    token = _PER_SAMPLE.set(bool(on))
+    try:
+        yield
+    finally:
+        _PER_SAMPLE.reset(token)
 
 
 def parse_attr(value):
@@ -230,7 +248,9 @@ def lower(graph, input_specs, batched=None):
     heads = [built[n][k] for n, k in graph.heads]
     out = heads[0] if len(heads) == 1 else mx.sym.Group(heads)
     lowered = Graph(out, len(input_specs), input_specs, batched)
-    lowered.mode_dependent = any(LOWERINGS[e.op].mode_dependent for e in todo)
+    # run-time mode selection serves the total-derivative blocks; per-sample ones decide now
+    lowered.mode_dependent = tracing_per_sample() and any(
+        LOWERINGS[e.op].mode_dependent for e in todo)
     return lowered
 
 

@@ -368,3 +368,36 @@ def test_exponential_units_before_max_pooling_train_imperatively(act, make):
     blk = make(net)
     args = [x, array(x.shape, seed=15)] if isinstance(blk, mg.JVP) else [x]
     check_param_grads(blk, args, train_mode=False)
+
+
+class _GradientPenalty(gluon.HybridBlock):
+    """sum |grad_x net(x)|^2, with the gradient as a child layer."""
+
+    def __init__(self, net, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.grad = mg.InputGradient(net)
+
+    def hybrid_forward(self, F, x):
+        return F.sum(F.square(self.grad(x)))
+
+
+def test_batchnorm_inside_a_hybridized_parent_follows_the_mode_at_run_time():
+    """The parent's graph is compiled once, in whichever mode it was first called; the
+    gradient inside it still uses batch statistics in training and running ones outside."""
+    net = _ready(_seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(1)),
+                 array((4, 3), seed=2))
+    x = array((4, 3), seed=3)
+    for first_in_training in (True, False):
+        plain, parent = _GradientPenalty(net), _GradientPenalty(net)
+        parent.hybridize(static_alloc=True)
+        order = (True, False, True) if first_in_training else (False, True, False)
+        for training in order:
+            with autograd.record(train_mode=training):
+                got, ref = parent(x), plain(x)
+            assert relative_error(got.asnumpy(), ref.asnumpy()) < 1e-12, training
+    with autograd.record(train_mode=True):
+        training_value = plain(x)
+    with autograd.record(train_mode=False):
+        inference_value = plain(x)
+    assert relative_error(training_value.asnumpy(), inference_value.asnumpy()) > 1e-3

@@ -8,20 +8,25 @@ parameter gradients.  This also sidesteps MXNet's own kernels where they are wro
 missing: inference-form BatchNorm's first-order backward uses batch statistics, and
 InstanceNorm has no float64 kernel (see the project notes).
 
-* ``BatchNorm``: in inference (running statistics, or ``use_global_stats``) an affine
-  map per channel, which acts on each sample alone.  In training (autograd.is_training()
-  when the block is traced) it normalises by the batch's statistics, which couples the
-  samples: `InputGradient`, `VJP` and `HVP` give exact total derivatives, per-sample
-  blocks refuse it.  The running statistics move as with Gluon's own layer: once per
-  backward pass through the block (see `_batch_norm`).
+* ``BatchNorm``: outside training (or with ``use_global_stats``) an affine map per
+  channel with the running statistics; in training it normalises by the batch's
+  statistics, which couples the samples.  For the total-derivative blocks (InputGradient,
+  VJP, JVP, HVP) one graph serves both modes: a training indicator computed when the
+  graph runs selects the statistics, so a hybridized parent built in one mode stays
+  right in the other.  Per-sample blocks need the coupling known when the graph is
+  built: they lower by the mode at that time, refuse training mode (unless
+  ``couple_samples``) and rebuild when the mode changes (`_DerivativeBlock.forward`).
+  The running statistics move as with Gluon's own layer: once per backward pass through
+  the block in training (see `_batch_norm`).
 * ``LayerNorm``, ``InstanceNorm``, ``GroupNorm``: statistics within each sample.
 * ``Dropout``: the mask is drawn once, as ``Dropout(ones_like(x))`` (1 outside
   training), and multiplies the value and every derivative alike.
 """
+import numpy as np
 from mxnet import autograd
 
 from ..errors import UnsupportedOperatorError
-from ..graph import KEEP_MARK
+from ..graph import KEEP_MARK, tracing_per_sample
 from ..registry import def_lowering
 
 
@@ -51,6 +56,15 @@ def _single_output(eqn):
                                        'output_mean_var=True is not covered')
 
 
+def _training_indicator(F, dtype):
+    """1 while autograd is training and 0 otherwise, decided when the graph runs (also
+    inside a hybridized parent built in the other mode): Dropout with p = 1/2 turns a 1
+    into 0 or 2 in training and leaves it 1 otherwise."""
+    one = F.ones(shape=(1,), dtype=np.dtype(dtype or 'float32').name)
+    dropped = F.Dropout(one, p=0.5, attr={KEEP_MARK: '1'})
+    return F._internal._not_equal_scalar(dropped, scalar=1.0)
+
+
 def _batch_norm(F, eqn, xs):
     _single_output(eqn)
     x, gamma, beta, mean, var_ = xs
@@ -60,24 +74,37 @@ def _batch_norm(F, eqn, xs):
     eps = float(a.get('eps', 1e-3))
     if a.get('fix_gamma', True):
         gamma = None
-    if a.get('use_global_stats', False) or not autograd.is_training():
+    if a.get('use_global_stats', False) or (tracing_per_sample() and not autograd.is_training()):
+        # running statistics: an affine map per channel
         scale = F.rsqrt(var_ + eps)
         scale = scale if gamma is None else F.broadcast_mul(gamma, scale)
         shift = F.elemwise_sub(beta, F.elemwise_mul(mean, scale))
         return [F.broadcast_add(F.broadcast_mul(x, _per_channel(F, scale, rank, axis)),
                                 _per_channel(F, shift, rank, axis))]
     axes = tuple(i for i in range(rank) if i != axis)
-    centred = F.broadcast_sub(x, F.mean(x, axis=axes, keepdims=True))
-    var = F.mean(F.square(centred), axis=axes, keepdims=True)
+    batch_mean = F.mean(x, axis=axes, keepdims=True)
+    batch_var = F.mean(F.square(F.broadcast_sub(x, batch_mean)), axis=axes, keepdims=True)
     # MXNet moves the running statistics in BatchNorm's backward.  Its kernel runs here
     # on a detached copy of x, and a zero made of its output joins the variance, which
     # every value and derivative reads: any backward through them moves the statistics
-    # once, as Gluon's own layer does.
+    # once, as Gluon's own layer does (and not at all outside training).
     attrs = {k: v for k, v in eqn.raw_attrs.items() if not k.startswith('__')}
     attrs.update(output_mean_var='True', attr={KEEP_MARK: '1'})
-    stats = F.BatchNorm(F.BlockGrad(x), xs[1], beta, mean, var_, **attrs)[1]
-    var = F.broadcast_add(var, _per_channel(F, stats * 0.0, rank, axis))
-    y = F.broadcast_mul(centred, F.rsqrt(var + eps))
+    kernel = F.BatchNorm(F.BlockGrad(x), xs[1], beta, mean, var_, **attrs)
+    # (its value is read too, one element of it: the kernel insists on writing it)
+    corner = F.slice(kernel[0], begin=(0,) * rank, end=(1,) * rank)
+    zero = F.broadcast_add(_per_channel(F, kernel[1], rank, axis), corner) * 0.0
+    batch_var = F.broadcast_add(batch_var, zero)
+    if tracing_per_sample():  # training, decided now: the batch statistics couple samples
+        centre, spread = batch_mean, batch_var
+    else:  # total derivatives: the mode is read when the graph runs
+        on = F.reshape(_training_indicator(F, eqn.dtype), shape=(1,) * rank)
+        off = 1.0 - on
+        centre = F.broadcast_add(F.broadcast_mul(batch_mean, on),
+                                 F.broadcast_mul(_per_channel(F, mean, rank, axis), off))
+        spread = F.broadcast_add(F.broadcast_mul(batch_var, on),
+                                 F.broadcast_mul(_per_channel(F, var_, rank, axis), off))
+    y = F.broadcast_mul(F.broadcast_sub(x, centre), F.rsqrt(spread + eps))
     return [_affine(F, y, gamma, beta, rank, axis)]
 
 
