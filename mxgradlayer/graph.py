@@ -217,8 +217,9 @@ def lower(graph, input_specs, batched=None):
 
     The Symbol is rebuilt node by node; a lowered node's primitives are named after it
     (``<node>_<op><n>``), so errors and `check` still name the Gluon layer.  Returns the
-    graph itself when nothing is lowered.  ``graph.mode_dependent`` records whether a
-    lowering read autograd.is_training().
+    graph itself when nothing is lowered.  ``graph.mode_dependent`` records whether the
+    graph was built for the current training mode (BatchNorm traced for a per-sample
+    block), so that a hybridized block rebuilds it when the mode changes.
     """
     from .registry import LOWERINGS
     graph.mode_dependent = False

@@ -46,8 +46,8 @@ ZERO_DERIVATIVE_OPS = set()
 PRIMALS = {}
 # Operators rewritten into primitives when a block is traced (see graph.lower): the
 # normalisations and Dropout, whose derivatives then follow from their parts' rules.
-# A lowering is ``fn(F, eqn, xs) -> outputs``; ``mode_dependent`` ones read
-# autograd.is_training() (BatchNorm: batch or running statistics).
+# A lowering is ``fn(F, eqn, xs) -> outputs``; a ``mode_dependent`` one may read
+# autograd.is_training() when traced for a per-sample block (BatchNorm).
 LOWERINGS = {}
 
 
