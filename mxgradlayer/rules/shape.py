@@ -6,7 +6,8 @@ concatenated or split, or the directions of different samples would mix; such
 operators call ``c.coupling`` (the transform also checks shapes generically).
 """
 from ..errors import UnsupportedOperatorError
-from ..registry import def_linear, def_zero
+from ..graph import apply_op
+from ..registry import def_linear, def_lowering, def_zero
 from ._helpers import broadcast_tangent, reshape_to, unbroadcast
 
 
@@ -278,6 +279,43 @@ def _pad_vjp(c, eqn, xs, ans, gs):
 
 def_linear('Pad', _pad_vjp, jvp=_pad_jvp)
 def_linear('pad', _pad_vjp, jvp=_pad_jvp)
+
+
+def _lower_pad(F, eqn, xs):
+    """Edge and reflect padding as slices, flips, repeats and a concatenation per axis
+    (so their rules apply); constant padding stays the Pad operator."""
+    mode = eqn.attrs.get('mode', 'constant')
+    if mode == 'constant':
+        return apply_op(F, eqn.op, xs, eqn.raw_attrs)
+    x = xs[0]
+    width = tuple(eqn.attrs['pad_width'])
+    for axis, size in enumerate(eqn.in_shapes[0]):
+        low, high = width[2 * axis], width[2 * axis + 1]
+        if not (low or high):
+            continue
+        parts = []
+        if mode == 'edge':
+            if low:
+                parts.append(F.repeat(F.slice_axis(x, axis=axis, begin=0, end=1),
+                                      repeats=low, axis=axis))
+            parts.append(x)
+            if high:
+                parts.append(F.repeat(F.slice_axis(x, axis=axis, begin=size - 1, end=size),
+                                      repeats=high, axis=axis))
+        else:  # reflect: mirrored about the first and last rows, which are not repeated
+            if low:
+                parts.append(F.flip(F.slice_axis(x, axis=axis, begin=1, end=low + 1),
+                                    axis=axis))
+            parts.append(x)
+            if high:
+                parts.append(F.flip(F.slice_axis(x, axis=axis, begin=size - 1 - high,
+                                                 end=size - 1), axis=axis))
+        x = F.concat(*parts, dim=axis)
+    return [x]
+
+
+def_lowering('Pad', _lower_pad, doc='edge and reflect modes as slices and flips')
+def_lowering('pad', _lower_pad, doc='edge and reflect modes as slices and flips')
 
 
 # ----- tile and repeat: the VJP sums the copies -----
