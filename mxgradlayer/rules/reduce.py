@@ -16,22 +16,29 @@ def reduced_axes(attrs, rank):
     return tuple(sorted(set(axes)))
 
 
-def _spread(c, eqn, g, x):
-    """Broadcast cotangent ``g`` of a reduction back over the reduced axes of ``x``."""
-    F = c.F
+def _keep(c, eqn, r):
+    """A reduction's result with the reduced axes kept as size 1."""
+    if eqn.attrs.get('keepdims', False):
+        return r
     shape = eqn.in_shapes[0]
     axes = reduced_axes(eqn.attrs, len(shape))
-    if not eqn.attrs.get('keepdims', False):
-        if len(axes) == len(shape):
-            g = F.reshape(g, shape=(1,) * len(shape)) if c.K == 1 else g
-        else:
-            for a in axes:
-                g = F.expand_dims(g, axis=a)
-    if c.K == 1:
-        return F.broadcast_like(g, x)
-    if any(shape[a] is None for a in axes):
+    if len(axes) == len(shape):
+        return c.F.reshape(r, shape=(1,) * len(shape))
+    for a in axes:
+        r = c.F.expand_dims(r, axis=a)
+    return r
+
+
+def _spread(c, eqn, g, x):
+    """Broadcast cotangent ``g`` of a reduction back over the reduced axes of ``x``."""
+    shape = eqn.in_shapes[0]
+    axes = reduced_axes(eqn.attrs, len(shape))
+    if c.K > 1 and any(shape[a] is None for a in axes):
         c.coupling(eqn, 'it reduces over the batch axis')
-    return F.broadcast_axis(g, axis=axes, size=tuple(shape[a] for a in axes))
+    g = _keep(c, eqn, g)
+    if c.K == 1:
+        return c.F.broadcast_like(g, x)
+    return c.F.broadcast_axis(g, axis=axes, size=tuple(shape[a] for a in axes))
 
 
 def _sum_vjp(c, eqn, xs, ans, gs):
@@ -128,19 +135,6 @@ defrule('log_softmax', _log_softmax_jvp, _log_softmax_vjp, _log_softmax_curvatur
 
 # ----- max and min over axes: the arg-max's tangent (ties share it equally, as in
 # HIPS/autograd's grad_chooser), so the rules are piecewise linear -----
-def _keep(c, eqn, r):
-    """A reduction's result with the reduced axes kept as size 1."""
-    if eqn.attrs.get('keepdims', False):
-        return r
-    shape = eqn.in_shapes[0]
-    axes = reduced_axes(eqn.attrs, len(shape))
-    if len(axes) == len(shape):
-        return c.F.reshape(r, shape=(1,) * len(shape))
-    for a in axes:
-        r = c.F.expand_dims(r, axis=a)
-    return r
-
-
 def _chooser(c, eqn, x, y):
     """Indicator of the extremal elements, divided by their count: (B, *s)."""
     def make():
