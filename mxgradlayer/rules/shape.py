@@ -256,8 +256,10 @@ def_zero('eye', '_eye', 'zeros', '_zeros', 'ones', '_ones', '_full', 'arange', '
 # ----- Pad (constant mode): the VJP crops the padding off again -----
 def _pad_mode(eqn):
     if eqn.attrs.get('mode', 'constant') != 'constant':
+        # edge and reflect padding are rewritten by _lower_pad before any rule runs;
+        # a node that escaped the rewrite must not be cropped as if it were constant
         raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
-                                       f"mode {eqn.attrs['mode']!r} (only 'constant' is covered)")
+                                       f"mode {eqn.attrs['mode']!r} was not lowered")
 
 
 def _pad_jvp(c, eqn, xs, ans, ts):
