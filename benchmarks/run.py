@@ -2,8 +2,12 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Benchmark runner: derivative overhead ratios of the mxgradlayer workloads.
 
-Each (workload, method) runs in a fresh subprocess with OMP_NUM_THREADS and
-MXNET_CPU_WORKER_NTHREADS fixed, so peak resident memory is its own; it warms up, then
+Each (workload, method) runs in a fresh subprocess with the thread counts fixed, so peak
+resident memory is its own: OMP_NUM_THREADS threads per operator, one MXNet engine worker
+(MXNet's default; two workers of two OpenMP threads each oversubscribe two cores, which
+made the W2 steps 1.3-1.5x slower here), and MXNet's operator tuning off, which otherwise
+runs most elementwise kernels on one thread on two cores (``--operator-tuning`` keeps it);
+all recorded in the JSON.  Each run warms up, then
 times at least ``--steps`` (>= 20) steps and at least two seconds of them, and reports
 the median and minimum; ``ratio`` divides by the plain step's median from its own
 process, ``interleaved`` times the plain and the derivative step alternately in one
@@ -13,6 +17,7 @@ runs.  Writes a JSON file and prints a table.  ``--torch`` adds the same workloa
 PyTorch (if installed: ``pip install torch==2.13.0``; never a dependency of the library).
 """
 import argparse
+import ast
 import json
 import os
 import platform
@@ -96,6 +101,107 @@ def run_one(framework, workload, method, args, env):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def workload_methods(framework):
+    """The WORKLOADS table of workloads.py or torch_workloads.py, read without importing
+    the framework."""
+    name = 'workloads.py' if framework == 'mxnet' else 'torch_workloads.py'
+    with open(os.path.join(HERE, name)) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == 'WORKLOADS'
+                                                for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise RuntimeError(f'{name} defines no WORKLOADS table')
+
+
+def _median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
+def combine(runs):
+    """One row per (framework, workload, method): medians over the repeats (the minimum
+    of the minima, the largest peak memory)."""
+    rows = {}
+    for r in runs:
+        rows.setdefault((r['framework'], r['workload'], r['method']), []).append(r)
+    out = []
+    for key, rs in rows.items():
+        ok = [r for r in rs if 'error' not in r]
+        if not ok:
+            out.append(dict(rs[-1]))
+            continue
+        row = {'framework': key[0], 'workload': key[1], 'method': key[2],
+               'median_ms': _median([r['median_ms'] for r in ok]),
+               'min_ms': min(r['min_ms'] for r in ok),
+               'steps': sum(r['steps'] for r in ok), 'repeats': len(ok),
+               'peak_rss_mb': max(r['peak_rss_mb'] for r in ok)}
+        inter = [r['interleaved_ratio'] for r in ok if 'interleaved_ratio' in r]
+        if inter:
+            row['interleaved_ratio'] = _median(inter)
+        out.append(row)
+    return out
+
+
+def side_by_side(runs):
+    """MXNet's derivative step over PyTorch's, per repeat (the two ran back to back)."""
+    lines = ['side by side: mxnet layer step / torch layer step (median step times of '
+             'back-to-back processes, one figure per repeat)']
+    by = {(r['framework'], r['workload'], r['method'], r['repeat']): r
+          for r in runs if 'error' not in r}
+    for w in sorted({r['workload'] for r in runs}):
+        pairs = [(by[('mxnet', w, 'layer', k)]['median_ms'], by[('torch', w, 'layer', k)]['median_ms'])
+                 for k in sorted({r['repeat'] for r in runs})
+                 if ('mxnet', w, 'layer', k) in by and ('torch', w, 'layer', k) in by]
+        if pairs:
+            ratios = [a / b for a, b in pairs]
+            lines.append(f'  {w:6s} ' + ' '.join(f'{x:.2f}' for x in ratios)
+                         + f'   median {_median(ratios):.2f}')
+    return '\n'.join(lines) if len(lines) > 1 else 'side by side: (run with --torch)'
+
+
+# The targets of the performance issue; each figure is a ratio measured in this run.
+TARGETS = [
+    ('W1 overhead (interleaved)', 1.3, lambda g, s: g('mxnet', 'W1', 'layer', 'interleaved_ratio')),
+    ('W2 overhead (interleaved)', 4.5, lambda g, s: g('mxnet', 'W2', 'layer', 'interleaved_ratio')),
+    ('W3 HVP / forward+backward (interleaved)', 1.5,
+     lambda g, s: g('mxnet', 'W3', 'layer', 'interleaved_ratio')),
+    ('Laplacian step d=32 / d=2', 12.0,
+     lambda g, s: g('mxnet', 'LAP32', 'layer', 'median_ms') / g('mxnet', 'LAP2', 'layer', 'median_ms')),
+    ('W2 step, mxnet / torch (median over repeats)', 0.7, lambda g, s: s('W2')),
+    ('W2 peak memory, layer / plain', 2.0,
+     lambda g, s: g('mxnet', 'W2', 'layer', 'peak_rss_mb') / g('mxnet', 'W2', 'plain', 'peak_rss_mb')),
+]
+
+
+def targets(results, runs):
+    rows = {(r['framework'], r['workload'], r['method']): r for r in results if 'error' not in r}
+    by = {(r['framework'], r['workload'], r['method'], r['repeat']): r
+          for r in runs if 'error' not in r}
+
+    def get(fw, w, m, field):
+        return rows[(fw, w, m)][field]
+
+    def side(w):
+        ratios = [by[('mxnet', w, 'layer', k)]['median_ms'] / by[('torch', w, 'layer', k)]['median_ms']
+                  for k in {r['repeat'] for r in runs}
+                  if ('mxnet', w, 'layer', k) in by and ('torch', w, 'layer', k) in by]
+        if not ratios:
+            raise KeyError(w)
+        return _median(ratios)
+    lines = ['targets']
+    for name, limit, figure in TARGETS:
+        try:
+            value = figure(get, side)
+        except KeyError:
+            lines.append(f'  {name:46s} not measured in this run')
+            continue
+        verdict = 'met' if value <= limit else 'MISSED'
+        lines.append(f'  {name:46s} {value:6.2f}  (<= {limit:g})  {verdict}')
+    return '\n'.join(lines)
+
+
 def table(results):
     ref = {}
     for r in results:
@@ -126,7 +232,14 @@ def main(argv=None):
                    help=argparse.SUPPRESS)
     p.add_argument('--steps', type=int, default=30, help='timed steps (at least 20)')
     p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--repeat', type=int, default=1,
+                   help='measure everything this many times, alternating the frameworks; '
+                        'the table shows medians over the repeats')
     p.add_argument('--threads', type=int, default=2, help='OMP_NUM_THREADS for every run')
+    p.add_argument('--operator-tuning', action='store_true',
+                   help="keep MXNet's operator tuning (MXNET_USE_OPERATOR_TUNING=1, its "
+                        'default), which on two cores runs most elementwise kernels on one '
+                        'thread; by default it is turned off so that they use OMP_NUM_THREADS')
     p.add_argument('--only', default='', help='comma-separated workloads (W1,W2,LAP2,...)')
     p.add_argument('--torch', action='store_true', help='also run the PyTorch workloads')
     p.add_argument('--out', default=os.path.join(HERE, 'results.json'))
@@ -143,37 +256,39 @@ def main(argv=None):
         return
     if args.steps < 20:
         p.error('--steps must be at least 20')
-    sys.path.insert(0, HERE)
-    sys.path.insert(0, ROOT)
-    from workloads import WORKLOADS
+    # no framework is imported here: a child's peak RSS starts from its parent's
+    # (getrusage's maxrss survives fork and exec)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
-               MXNET_CPU_WORKER_NTHREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+               MXNET_CPU_WORKER_NTHREADS='1', MKL_NUM_THREADS=str(args.threads),
+               MXNET_USE_OPERATOR_TUNING='1' if args.operator_tuning else '0')
     env['PYTHONPATH'] = os.pathsep.join([ROOT, env.get('PYTHONPATH', '')])
-    wanted = [w for w in WORKLOADS if not args.only or w in args.only.split(',')]
+    wanted = [w for w in workload_methods('mxnet') if not args.only or w in args.only.split(',')]
     frameworks = ['mxnet'] + (['torch'] if args.torch else [])
-    results = []
-    for fw in frameworks:
+    runs = []  # every measurement; repeats alternate the frameworks to share the drift
+    for rep in range(args.repeat):
         for w in wanted:
-            methods = WORKLOADS[w]
-            if fw == 'torch':
-                import torch_workloads
-                methods = torch_workloads.WORKLOADS.get(w, [])
-            for m in methods:
-                r = run_one(fw, w, m, args, env)
-                results.append(r)
-                print(f'  {fw} {w} {m}: ' + (f"{r['median_ms']:.2f} ms" if 'error' not in r
-                                             else r['error']), file=sys.stderr, flush=True)
-    text = table(results)
+            for fw in frameworks:
+                for m in workload_methods(fw).get(w, []):
+                    r = run_one(fw, w, m, args, env)
+                    r['repeat'] = rep
+                    runs.append(r)
+                    print(f'  [{rep + 1}/{args.repeat}] {fw} {w} {m}: '
+                          + (f"{r['median_ms']:.2f} ms" if 'error' not in r else r['error']),
+                          file=sys.stderr, flush=True)
+    results = combine(runs)
+    text = table(results) + '\n\n' + side_by_side(runs) + '\n\n' + targets(results, runs)
     machine = {'platform': platform.platform(), 'processor': platform.processor(),
                'cpus': os.cpu_count(), 'python': platform.python_version(),
-               'OMP_NUM_THREADS': args.threads, 'date': time.strftime('%Y-%m-%d %H:%M')}
+               'OMP_NUM_THREADS': args.threads, 'MXNET_CPU_WORKER_NTHREADS': 1,
+               'MXNET_USE_OPERATOR_TUNING': env['MXNET_USE_OPERATOR_TUNING'],
+               'repeats': args.repeat, 'date': time.strftime('%Y-%m-%d %H:%M')}
     try:
         import mxnet
         machine['mxnet'] = mxnet.__version__
     except ImportError:
         pass
     with open(args.out, 'w') as f:
-        json.dump({'machine': machine, 'results': results}, f, indent=1)
+        json.dump({'machine': machine, 'results': results, 'runs': runs}, f, indent=1)
     print(json.dumps(machine))
     print(text)
 

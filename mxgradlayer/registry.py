@@ -12,6 +12,9 @@ Every rule receives ``(c, eqn, xs, ans, ...)``: ``c`` is the `RuleContext` (``c.
   returns one cotangent per input (``None`` = zero or not differentiated).
 * ``curvature(c, eqn, xs, ans, ts)``: for the forward Laplacian, the second-order term
   sum_k D^2 f(x)[t_k, t_k] per output; a rule without one is linear in its inputs.
+* ``laplacian(c, eqn, xs, ans, ts, ls)`` (optional): the whole forward-Laplacian step,
+  where ``ls`` are the inputs' Laplacians; for rules that need fewer operators than
+  ``jvp(ls) + curvature(ts)`` (elementwise rows with a ``ratio``).
 
 Tangents and cotangents are batched by folding: ``K`` directions of a tensor of shape
 (B, *s) are one tensor of shape (K*B, *s), direction-major.  Operators that act on each
@@ -31,11 +34,13 @@ __all__ = ['Rule', 'RULES', 'defrule', 'def_elementwise', 'def_zero', 'def_linea
 
 class Rule:
     """The derivative rules of one operator (or one ``act_type`` of it)."""
-    __slots__ = ('jvp', 'vjp', 'curvature', 'linear', 'diff_args', 'doc')
+    __slots__ = ('jvp', 'vjp', 'curvature', 'linear', 'diff_args', 'doc', 'laplacian')
 
-    def __init__(self, jvp, vjp, curvature=None, linear=False, diff_args=None, doc=''):
+    def __init__(self, jvp, vjp, curvature=None, linear=False, diff_args=None, doc='',
+                 laplacian=None):
         self.jvp, self.vjp, self.curvature = jvp, vjp, curvature
         self.linear, self.diff_args, self.doc = linear, diff_args, doc
+        self.laplacian = laplacian
 
 
 RULES = {}
@@ -56,16 +61,21 @@ def def_lowering(op, fn, mode_dependent=False, doc=''):
     LOWERINGS[op] = fn
 
 
-def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc=''):
+def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc='',
+            laplacian=None):
     """Register the rules of ``op``; ``op`` may be ``'Activation:tanh'``-style."""
-    RULES[op] = Rule(jvp, vjp, curvature, linear, diff_args, doc)
+    RULES[op] = Rule(jvp, vjp, curvature, linear, diff_args, doc, laplacian)
 
 
-def def_elementwise(op, d1, d2, doc=''):
+def def_elementwise(op, d1, d2, ratio=None, doc=''):
     """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x), ``d2`` is f''(x).
 
     A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (tanh's
     f'' = -2 y f', for one), so the forward Laplacian does not compute it twice.
+    ``ratio``, for an ``f`` whose f' never vanishes, is f''/f' (tanh: -2 y): the forward
+    Laplacian step is then f' (l + ratio q), three operators where f' l + f'' q takes
+    four or five (l the input's Laplacian, q the sum of squared tangents); the activations
+    are most of a PINN's derived graph.
     """
     d2_reuses_d1 = d2 is not None and 'd1' in inspect.signature(d2).parameters
     def first(c, eqn, xs, ans):
@@ -86,7 +96,15 @@ def def_elementwise(op, d1, d2, doc=''):
         else:
             second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs))
         return [c.F.elemwise_mul(second, c.sum_directions(c.F.square(ts[0])))]
-    defrule(op, jvp, vjp, curvature, doc=doc)
+
+    def laplacian(c, eqn, xs, ans, ts, ls):
+        F = c.F
+        r = c.memo((eqn.nid, 'ratio'), lambda: ratio(F, xs[0], ans[0], eqn.attrs))
+        inner = F.elemwise_mul(r, c.sum_directions(F.square(ts[0])))
+        if ls[0] is not None:
+            inner = F.elemwise_add(ls[0], inner)
+        return [F.elemwise_mul(first(c, eqn, xs, ans), inner)]
+    defrule(op, jvp, vjp, curvature, doc=doc, laplacian=laplacian if ratio else None)
 
 
 def def_linear(op, transpose, jvp=None, doc=''):

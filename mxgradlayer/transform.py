@@ -119,7 +119,9 @@ def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample
         _check_sample_local(c, graph, eqn, hot)
         tans[nid] = _pad(rule.jvp(c, eqn, xs, ans, ts), len(ans), eqn)
         laps[nid] = [None] * len(ans)
-        if laplacian:
+        if laplacian and rule.laplacian is not None:
+            laps[nid] = _pad(rule.laplacian(c, eqn, xs, ans, ts, ls), len(ans), eqn)
+        elif laplacian:
             lin = rule.jvp(c1, eqn, xs, ans, ls) if any(l is not None for l in ls) else None
             curv = rule.curvature(c, eqn, xs, ans, ts) if rule.curvature else None
             lin = _pad(lin, len(ans), eqn) if lin is not None else [None] * len(ans)

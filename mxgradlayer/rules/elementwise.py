@@ -42,6 +42,18 @@ def _tanh_d2(F, x, y, a, d1=None):  # -2 y (1 - y^2)
     return F.elemwise_mul(y * -2.0, 1.0 - F.square(y) if d1 is None else d1)
 
 
+def _tanh_ratio(F, x, y, a):  # f''/f' = -2 y
+    return y * -2.0
+
+
+def _sigmoid_ratio(F, x, s, a):  # 1 - 2s
+    return 1.0 - 2.0 * s
+
+
+def _erf_ratio(F, x, y, a):  # -2x
+    return x * -2.0
+
+
 def _relu_d1(F, x, y, a):
     return _positive(F, x)
 
@@ -100,11 +112,11 @@ def_elementwise('square', lambda F, x, y, a: x * 2.0, lambda F, x, y, a: F.ones_
 def_elementwise('reciprocal', lambda F, x, y, a: F.square(y) * -1.0,
                 lambda F, x, y, a: F._internal._power_scalar(y, scalar=3.0) * 2.0)
 def_elementwise('abs', lambda F, x, y, a: F.sign(x), _zero_d2)
-def_elementwise('tanh', _tanh_d1, _tanh_d2)
-def_elementwise('sigmoid', _sigmoid_d1, _sigmoid_d2)
+def_elementwise('tanh', _tanh_d1, _tanh_d2, _tanh_ratio)
+def_elementwise('sigmoid', _sigmoid_d1, _sigmoid_d2, _sigmoid_ratio)
 def_elementwise('relu', _relu_d1, _zero_d2)
 def_elementwise('softsign', _softsign_d1, _softsign_d2)
-def_elementwise('erf', _erf_d1, _erf_d2)
+def_elementwise('erf', _erf_d1, _erf_d2, _erf_ratio)
 def_elementwise('arctan', lambda F, x, y, a: F.reciprocal(F.square(x) + 1.0),
                 lambda F, x, y, a: F.elemwise_mul(x * -2.0,
                                                   F.square(F.reciprocal(F.square(x) + 1.0))))
@@ -113,8 +125,8 @@ def_elementwise('cosh', lambda F, x, y, a: F.sinh(x), lambda F, x, y, a: y)
 
 # ----- Activation(act_type=...) -----
 def_elementwise('Activation:relu', _relu_d1, _zero_d2)
-def_elementwise('Activation:sigmoid', _sigmoid_d1, _sigmoid_d2)
-def_elementwise('Activation:tanh', _tanh_d1, _tanh_d2)
+def_elementwise('Activation:sigmoid', _sigmoid_d1, _sigmoid_d2, _sigmoid_ratio)
+def_elementwise('Activation:tanh', _tanh_d1, _tanh_d2, _tanh_ratio)
 def_elementwise('Activation:softrelu', _softrelu_d1, _softrelu_d2)
 def_elementwise('Activation:softsign', _softsign_d1, _softsign_d2)
 
