@@ -31,7 +31,7 @@ bench: $(STAMP)
 # PyTorch side by side: torch is installed into .venv for benchmarking only
 bench-torch: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python benchmarks/run.py --threads 2 --torch
+	$(BIN)/python benchmarks/run.py --threads 2 --torch --repeat 3
 
 # 10,000 steps of the Poisson workload; fails if resident memory grows after warm-up
 long-run: $(STAMP)

@@ -1,0 +1,83 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""The benchmark runner: its aggregation over repeats, the side-by-side pairing, the
+verdicts on the targets, and one real run of the smallest workload."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+
+import run  # noqa: E402  (benchmarks/run.py)
+
+
+def _run(fw, w, m, rep, median, rss=100.0, inter=None):
+    r = {'framework': fw, 'workload': w, 'method': m, 'repeat': rep, 'median_ms': median,
+         'min_ms': median / 2, 'steps': 20, 'peak_rss_mb': rss}
+    if inter is not None:
+        r['interleaved_ratio'] = inter
+    return r
+
+
+def _synthetic():
+    runs = []
+    for rep, (mx_plain, mx_layer, th_layer) in enumerate([(10, 30, 40), (12, 20, 50),
+                                                          (11, 90, 60)]):
+        runs += [_run('mxnet', 'W2', 'plain', rep, mx_plain, rss=150),
+                 _run('mxnet', 'W2', 'layer', rep, mx_layer, rss=200 + rep,
+                      inter=mx_layer / mx_plain),
+                 _run('torch', 'W2', 'layer', rep, th_layer)]
+    return runs
+
+
+def test_combine_takes_medians_over_repeats():
+    rows = {(r['framework'], r['method']): r for r in run.combine(_synthetic())}
+    layer = rows[('mxnet', 'layer')]
+    assert layer['median_ms'] == 30 and layer['min_ms'] == 10 and layer['repeats'] == 3
+    assert layer['peak_rss_mb'] == 202
+    assert layer['interleaved_ratio'] == pytest.approx(30 / 10)
+    assert run._median([1, 4, 2, 3]) == 2.5
+
+
+def test_side_by_side_pairs_runs_of_the_same_repeat():
+    text = run.side_by_side(_synthetic())
+    # 30/40, 20/50, 90/60: paired by repeat, not by sorted times
+    assert '0.75 0.40 1.50   median 0.75' in text
+
+
+def test_targets_report_met_missed_and_unmeasured():
+    runs = _synthetic()
+    lines = run.targets(run.combine(runs), runs).splitlines()
+
+    def line(name):
+        return next(ln for ln in lines if ln.strip().startswith(name))
+    assert line('W2 overhead').endswith(' met')  # 3.0 <= 4.5
+    assert line('W2 step, mxnet / torch').endswith('MISSED')  # 0.75 > 0.7
+    assert ' 1.35 ' in line('W2 peak memory')  # 202 / 150
+    assert line('W1 overhead').endswith('not measured in this run')
+
+
+def test_workload_tables_are_read_without_importing_the_frameworks():
+    assert run.workload_methods('mxnet')['W2'][0] == 'plain'
+    assert 'layer' in run.workload_methods('torch')['W2']
+
+
+def test_runner_measures_w1_in_child_processes(tmp_path):
+    out = tmp_path / 'r.json'
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'),
+                          '--only', 'W1', '--steps', '20', '--warmup', '2', '--out', str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data['machine']['OMP_NUM_THREADS'] == 2
+    assert data['machine']['MXNET_USE_OPERATOR_TUNING'] == '0'
+    rows = {r['method']: r for r in data['results']}
+    assert set(rows) == {'plain', 'layer', 'fd'}
+    for m, r in rows.items():
+        assert 0 < r['min_ms'] <= r['median_ms'] and r['steps'] >= 20
+        assert ('interleaved_ratio' in r) == (m != 'plain')
+    w1 = [ln for ln in res.stdout.splitlines() if ln.strip().startswith('W1 overhead')][0]
+    assert f"{rows['layer']['interleaved_ratio']:6.2f}" in w1
