@@ -4,9 +4,9 @@
 
 Each (workload, method) runs in a fresh subprocess with the thread counts fixed, so peak
 resident memory is its own: OMP_NUM_THREADS threads per operator, one MXNet engine worker
-(MXNet's default; two workers of two OpenMP threads each oversubscribe two cores, which
-made the W2 steps 1.3-1.5x slower here), and MXNet's operator tuning off, which otherwise
-runs most elementwise kernels on one thread on two cores (``--operator-tuning`` keeps it);
+(MXNet's default; two workers of two OpenMP threads each oversubscribe two cores: the W2
+step took 45 and 82 ms against 28-33 ms with one), and MXNet's operator tuning off, which
+otherwise runs most elementwise kernels on one thread here (``--operator-tuning`` keeps it);
 all recorded in the JSON.  Each run warms up, then
 times at least ``--steps`` (>= 20) steps and at least two seconds of them, and reports
 the median and minimum; ``ratio`` divides by the plain step's median from its own

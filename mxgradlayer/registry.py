@@ -72,10 +72,11 @@ def def_elementwise(op, d1, d2, ratio=None, doc=''):
 
     A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (tanh's
     f'' = -2 y f', for one), so the forward Laplacian does not compute it twice.
-    ``ratio``, for an ``f`` whose f' never vanishes, is f''/f' (tanh: -2 y): the forward
-    Laplacian step is then f' (l + ratio q), three operators where f' l + f'' q takes
-    four or five (l the input's Laplacian, q the sum of squared tangents); the activations
-    are most of a PINN's derived graph.
+    ``ratio(F, x, ans, attrs)``, where f'' = ratio f' with a cheap ratio (tanh: -2 y), makes
+    the forward-Laplacian step f' (l + ratio q) (l the input's Laplacian, q the sum of the
+    squared tangents): four operators against five for f' l + f'' q, and f' is read by
+    one operator fewer.  Activations are most of a PINN's derived graph (W2: 47 operators
+    against 49, 3.5 % of the training step).
     """
     d2_reuses_d1 = d2 is not None and 'd1' in inspect.signature(d2).parameters
     def first(c, eqn, xs, ans):
