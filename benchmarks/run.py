@@ -49,18 +49,6 @@ def _timed(step, steps, seconds=2.0):
     return sorted(times)
 
 
-def _workload_module(framework):
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, HERE)
-    if framework == 'mxnet':  # a torch run imports no MXNet, so its memory is its own
-        import mxnet as mx
-        import workloads as module
-        mx.random.seed(0)
-    else:
-        import torch_workloads as module
-    return module
-
-
 def measure(framework, workload, method, steps, warmup):
     """In this process: build the step, time it, print one JSON line.
 
@@ -69,7 +57,14 @@ def measure(framework, workload, method, steps, warmup):
     machine's drift cancels out of ``interleaved_ratio``; peak memory is read before the
     plain step exists.
     """
-    module = _workload_module(framework)
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, HERE)
+    if framework == 'mxnet':  # a torch run imports no MXNet, so its memory is its own
+        import mxnet as mx
+        import workloads as module
+        mx.random.seed(0)
+    else:
+        import torch_workloads as module
     step = build(module, workload, method)
     for _ in range(warmup):
         step()
@@ -94,49 +89,6 @@ def measure(framework, workload, method, steps, warmup):
         other = sorted(p[1] for p in pairs)[len(pairs) // 2]
         result['interleaved_ratio'] = other / base
     print(json.dumps(result))
-
-
-def serve(framework, workload, method, warmup):
-    """Child of `alternate`: build the step, warm up, then run and time one step for each
-    line read from stdin."""
-    step = build(_workload_module(framework), workload, method)
-    for _ in range(warmup):
-        step()
-    print('ready', flush=True)
-    for _ in sys.stdin:
-        t0 = time.perf_counter()
-        step()
-        print(time.perf_counter() - t0, flush=True)
-
-
-def alternate(workload, args, env, pairs=60, frameworks=('mxnet', 'torch')):
-    """The MXNet and the PyTorch derivative steps of ``workload`` in two live processes,
-    one step of each in turn, so that both meet the same state of a drifting machine;
-    the figure is the median over the pairs of (first step / second step)."""
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), '--serve', fw,
-                               workload, 'layer', '--warmup', str(args.warmup)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
-             for fw in frameworks]
-    times = [[], []]
-    try:
-        for p in procs:
-            if p.stdout.readline().strip() != 'ready':
-                raise RuntimeError((p.stderr.read().strip().splitlines() or ['?'])[-1])
-        for _ in range(max(pairs, args.steps)):
-            for p, t in zip(procs, times):
-                p.stdin.write('\n')
-                p.stdin.flush()
-                t.append(1e3 * float(p.stdout.readline()))
-    except (RuntimeError, ValueError, OSError) as e:
-        return {'workload': workload, 'error': str(e)}
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-    ratios = [a / b for a, b in zip(*times)]
-    return {'workload': workload, 'pairs': len(ratios), 'ratio': _median(ratios),
-            'first_median_ms': _median(times[0]), 'second_median_ms': _median(times[1])}
 
 
 def run_one(framework, workload, method, args, env):
@@ -192,27 +144,27 @@ def combine(runs):
     return out
 
 
-def side_by_side(runs, alternations):
-    """MXNet's derivative step over PyTorch's: from the back-to-back processes of each
-    repeat, and from the two processes stepping in turn (`alternate`)."""
-    lines = ['side by side: mxnet layer step / torch layer step, one figure per repeat',
-             '  (a) median step times of back-to-back processes; (b) median over steps '
-             'taken in turn by two live processes']
+def side_by_side(runs):
+    """MXNet's derivative step over PyTorch's, per repeat (the two ran back to back).
+
+    The machine's speed drifts by up to 1.5x within a minute, hence the repeats.  Two live
+    processes taking one step each in turn were tried and dropped: every step then ran
+    1.3-4x slower than alone (caches and idle threads of the other process), which
+    measures the interference, not the frameworks.
+    """
+    lines = ['side by side: mxnet layer step / torch layer step (median step times of '
+             'back-to-back processes, one figure per repeat)']
     by = {(r['framework'], r['workload'], r['method'], r['repeat']): r
           for r in runs if 'error' not in r}
     for w in sorted({r['workload'] for r in runs}):
-        ratios = [by[('mxnet', w, 'layer', k)]['median_ms'] / by[('torch', w, 'layer', k)]['median_ms']
-                  for k in sorted({r['repeat'] for r in runs})
-                  if ('mxnet', w, 'layer', k) in by and ('torch', w, 'layer', k) in by]
-        turns = [a['ratio'] for a in alternations if a['workload'] == w and 'error' not in a]
-        for label, values in (('(a)', ratios), ('(b)', turns)):
-            if values:
-                lines.append(f'  {w:6s} {label} ' + ' '.join(f'{x:.2f}' for x in values)
-                             + f'   median {_median(values):.2f}')
-        for a in alternations:
-            if a['workload'] == w and 'error' in a:
-                lines.append(f"  {w:6s} (b) failed: {a['error']}")
-    return '\n'.join(lines) if len(lines) > 2 else 'side by side: (run with --torch)'
+        pairs = [(by[('mxnet', w, 'layer', k)]['median_ms'], by[('torch', w, 'layer', k)]['median_ms'])
+                 for k in sorted({r['repeat'] for r in runs})
+                 if ('mxnet', w, 'layer', k) in by and ('torch', w, 'layer', k) in by]
+        if pairs:
+            ratios = [a / b for a, b in pairs]
+            lines.append(f'  {w:6s} ' + ' '.join(f'{x:.2f}' for x in ratios)
+                         + f'   median {_median(ratios):.2f}')
+    return '\n'.join(lines) if len(lines) > 1 else 'side by side: (run with --torch)'
 
 
 # The targets of the performance issue; each figure is a ratio measured in this run.
@@ -223,23 +175,27 @@ TARGETS = [
      lambda g, s: g('mxnet', 'W3', 'layer', 'interleaved_ratio')),
     ('Laplacian step d=32 / d=2', 12.0,
      lambda g, s: g('mxnet', 'LAP32', 'layer', 'median_ms') / g('mxnet', 'LAP2', 'layer', 'median_ms')),
-    ('W2 step, mxnet / torch (steps in turn)', 0.7, lambda g, s: s('W2')),
+    ('W2 step, mxnet / torch (median over repeats)', 0.7, lambda g, s: s('W2')),
     ('W2 peak memory, layer / plain', 2.0,
      lambda g, s: g('mxnet', 'W2', 'layer', 'peak_rss_mb') / g('mxnet', 'W2', 'plain', 'peak_rss_mb')),
 ]
 
 
-def targets(results, runs, alternations):
+def targets(results, runs):
     rows = {(r['framework'], r['workload'], r['method']): r for r in results if 'error' not in r}
+    by = {(r['framework'], r['workload'], r['method'], r['repeat']): r
+          for r in runs if 'error' not in r}
 
     def get(fw, w, m, field):
         return rows[(fw, w, m)][field]
 
     def side(w):
-        turns = [a['ratio'] for a in alternations if a['workload'] == w and 'error' not in a]
-        if not turns:
+        ratios = [by[('mxnet', w, 'layer', k)]['median_ms'] / by[('torch', w, 'layer', k)]['median_ms']
+                  for k in {r['repeat'] for r in runs}
+                  if ('mxnet', w, 'layer', k) in by and ('torch', w, 'layer', k) in by]
+        if not ratios:
             raise KeyError(w)
-        return _median(turns)
+        return _median(ratios)
     lines = ['targets']
     for name, limit, figure in TARGETS:
         try:
@@ -280,8 +236,6 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--child', nargs=3, metavar=('FRAMEWORK', 'WORKLOAD', 'METHOD'),
                    help=argparse.SUPPRESS)
-    p.add_argument('--serve', nargs=3, metavar=('FRAMEWORK', 'WORKLOAD', 'METHOD'),
-                   help=argparse.SUPPRESS)
     p.add_argument('--steps', type=int, default=30, help='timed steps (at least 20)')
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--repeat', type=int, default=1,
@@ -306,9 +260,6 @@ def main(argv=None):
     if args.child:
         measure(*args.child, steps=args.steps, warmup=args.warmup)
         return
-    if args.serve:
-        serve(*args.serve, warmup=args.warmup)
-        return
     if args.steps < 20:
         p.error('--steps must be at least 20')
     # no framework is imported here: a child's peak RSS starts from its parent's
@@ -320,7 +271,6 @@ def main(argv=None):
     wanted = [w for w in workload_methods('mxnet') if not args.only or w in args.only.split(',')]
     frameworks = ['mxnet'] + (['torch'] if args.torch else [])
     runs = []  # every measurement; repeats alternate the frameworks to share the drift
-    alternations = []  # the two frameworks' derivative steps taken in turn
     for rep in range(args.repeat):
         for w in wanted:
             for fw in frameworks:
@@ -331,16 +281,8 @@ def main(argv=None):
                     print(f'  [{rep + 1}/{args.repeat}] {fw} {w} {m}: '
                           + (f"{r['median_ms']:.2f} ms" if 'error' not in r else r['error']),
                           file=sys.stderr, flush=True)
-            if args.torch and 'layer' in workload_methods('torch').get(w, []):
-                a = alternate(w, args, env)
-                a['repeat'] = rep
-                alternations.append(a)
-                print(f'  [{rep + 1}/{args.repeat}] {w} in turn: '
-                      + (f"{a['ratio']:.2f}" if 'error' not in a else a['error']),
-                      file=sys.stderr, flush=True)
     results = combine(runs)
-    text = '\n\n'.join([table(results), side_by_side(runs, alternations),
-                         targets(results, runs, alternations)])
+    text = table(results) + '\n\n' + side_by_side(runs) + '\n\n' + targets(results, runs)
     machine = {'platform': platform.platform(), 'processor': platform.processor(),
                'cpus': os.cpu_count(), 'python': platform.python_version(),
                'OMP_NUM_THREADS': args.threads, 'MXNET_CPU_WORKER_NTHREADS': 1,
@@ -352,8 +294,7 @@ def main(argv=None):
     except ImportError:
         pass
     with open(args.out, 'w') as f:
-        json.dump({'machine': machine, 'results': results, 'runs': runs,
-                   'alternating': alternations}, f, indent=1)
+        json.dump({'machine': machine, 'results': results, 'runs': runs}, f, indent=1)
     print(json.dumps(machine))
     print(text)
 

@@ -42,26 +42,20 @@ def test_combine_takes_medians_over_repeats():
     assert run._median([1, 4, 2, 3]) == 2.5
 
 
-_TURNS = [{'workload': 'W2', 'repeat': k, 'ratio': r} for k, r in enumerate([0.6, 0.9, 0.65])]
-
-
 def test_side_by_side_pairs_runs_of_the_same_repeat():
-    text = run.side_by_side(_synthetic(), _TURNS)
+    text = run.side_by_side(_synthetic())
     # 30/40, 20/50, 90/60: paired by repeat, not by sorted times
-    assert '(a) 0.75 0.40 1.50   median 0.75' in text
-    assert '(b) 0.60 0.90 0.65   median 0.65' in text
+    assert '0.75 0.40 1.50   median 0.75' in text
 
 
 def test_targets_report_met_missed_and_unmeasured():
     runs = _synthetic()
-    lines = run.targets(run.combine(runs), runs, _TURNS).splitlines()
+    lines = run.targets(run.combine(runs), runs).splitlines()
 
     def line(name):
         return next(ln for ln in lines if ln.strip().startswith(name))
     assert line('W2 overhead').endswith(' met')  # 3.0 <= 4.5
-    assert line('W2 step, mxnet / torch').endswith(' met')  # steps in turn: 0.65
-    missed = run.targets(run.combine(runs), runs, [dict(_TURNS[0], ratio=0.71)]).splitlines()
-    assert [ln for ln in missed if 'W2 step' in ln][0].endswith('MISSED')
+    assert line('W2 step, mxnet / torch').endswith('MISSED')  # 0.75 > 0.7
     assert ' 1.35 ' in line('W2 peak memory')  # 202 / 150
     assert line('W1 overhead').endswith('not measured in this run')
 
@@ -87,14 +81,3 @@ def test_runner_measures_w1_in_child_processes(tmp_path):
         assert ('interleaved_ratio' in r) == (m != 'plain')
     w1 = [ln for ln in res.stdout.splitlines() if ln.strip().startswith('W1 overhead')][0]
     assert f"{rows['layer']['interleaved_ratio']:6.2f}" in w1
-
-
-def test_steps_in_turn_protocol(tmp_path):
-    """Two live processes stepping in turn (here both MXNet): every pair is timed."""
-    class Args:
-        warmup, steps = 2, 20
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    res = run.alternate('W1', Args, env, pairs=20, frameworks=('mxnet', 'mxnet'))
-    assert 'error' not in res, res
-    assert res['pairs'] == 20 and res['first_median_ms'] > 0 and res['second_median_ms'] > 0
-    assert 0.2 < res['ratio'] < 5  # the same step on both sides
