@@ -154,17 +154,22 @@ def side_by_side(runs):
     """
     lines = ['side by side: mxnet layer step / torch layer step (median step times of '
              'back-to-back processes, one figure per repeat)']
-    by = {(r['framework'], r['workload'], r['method'], r['repeat']): r
-          for r in runs if 'error' not in r}
     for w in sorted({r['workload'] for r in runs}):
-        pairs = [(by[('mxnet', w, 'layer', k)]['median_ms'], by[('torch', w, 'layer', k)]['median_ms'])
-                 for k in sorted({r['repeat'] for r in runs})
-                 if ('mxnet', w, 'layer', k) in by and ('torch', w, 'layer', k) in by]
-        if pairs:
-            ratios = [a / b for a, b in pairs]
+        ratios = side_ratios(runs, w)
+        if ratios:
             lines.append(f'  {w:6s} ' + ' '.join(f'{x:.2f}' for x in ratios)
                          + f'   median {_median(ratios):.2f}')
     return '\n'.join(lines) if len(lines) > 1 else 'side by side: (run with --torch)'
+
+
+def side_ratios(runs, workload):
+    """MXNet's derivative step over PyTorch's for ``workload``, one ratio per repeat in
+    which both were measured, in repeat order."""
+    by = {(r['framework'], r['workload'], r['method'], r['repeat']): r['median_ms']
+          for r in runs if 'error' not in r}
+    keys = [(('mxnet', workload, 'layer', k), ('torch', workload, 'layer', k))
+            for k in sorted({r['repeat'] for r in runs})]
+    return [by[a] / by[b] for a, b in keys if a in by and b in by]
 
 
 # The targets of the performance issue; each figure is a ratio measured in this run.
@@ -183,16 +188,12 @@ TARGETS = [
 
 def targets(results, runs):
     rows = {(r['framework'], r['workload'], r['method']): r for r in results if 'error' not in r}
-    by = {(r['framework'], r['workload'], r['method'], r['repeat']): r
-          for r in runs if 'error' not in r}
 
     def get(fw, w, m, field):
         return rows[(fw, w, m)][field]
 
     def side(w):
-        ratios = [by[('mxnet', w, 'layer', k)]['median_ms'] / by[('torch', w, 'layer', k)]['median_ms']
-                  for k in {r['repeat'] for r in runs}
-                  if ('mxnet', w, 'layer', k) in by and ('torch', w, 'layer', k) in by]
+        ratios = side_ratios(runs, w)
         if not ratios:
             raise KeyError(w)
         return _median(ratios)
