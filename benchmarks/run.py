@@ -148,9 +148,9 @@ def side_by_side(runs):
     """MXNet's derivative step over PyTorch's, per repeat (the two ran back to back).
 
     The machine's speed drifts by up to 1.5x within a minute, hence the repeats.  Two live
-    processes taking one step each in turn were tried and dropped: every step then ran
-    1.3-4x slower than alone (caches and idle threads of the other process), which
-    measures the interference, not the frameworks.
+    processes taking one step each in turn were tried and dropped: steps then ran up to
+    4x slower than alone (caches and idle threads of the other process), MXNet's more,
+    which measures the interference, not the frameworks.
     """
     lines = ['side by side: mxnet layer step / torch layer step (median step times of '
              'back-to-back processes, one figure per repeat)']
