@@ -67,11 +67,12 @@ def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc='',
     RULES[op] = Rule(jvp, vjp, curvature, linear, diff_args, doc, laplacian)
 
 
-def def_elementwise(op, d1, d2, ratio=None, doc=''):
-    """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x), ``d2`` is f''(x).
+def def_elementwise(op, d1, d2=None, ratio=None, doc=''):
+    """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x); for the forward
+    Laplacian either ``d2``, f''(x), or ``ratio``, f''/f'.
 
-    A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (tanh's
-    f'' = -2 y f', for one), so the forward Laplacian does not compute it twice.
+    A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (softrelu's
+    f'' = s(1 - s) with s = f'), so the forward Laplacian does not compute it twice.
     ``ratio(F, x, ans, attrs)``, where f'' = ratio f' with a cheap ratio (tanh: -2 y), makes
     the forward-Laplacian step f' (l + ratio q) (l the input's Laplacian, q the sum of the
     squared tangents): four operators against five for f' l + f'' q, and f' is read by
@@ -105,7 +106,10 @@ def def_elementwise(op, d1, d2, ratio=None, doc=''):
         if ls[0] is not None:
             inner = F.elemwise_add(ls[0], inner)
         return [F.elemwise_mul(first(c, eqn, xs, ans), inner)]
-    defrule(op, jvp, vjp, curvature, doc=doc, laplacian=laplacian if ratio else None)
+    if ratio is not None:
+        defrule(op, jvp, vjp, doc=doc, laplacian=laplacian)
+    else:
+        defrule(op, jvp, vjp, curvature, doc=doc)
 
 
 def def_linear(op, transpose, jvp=None, doc=''):
@@ -157,7 +161,7 @@ def lookup(eqn, mode):
     """The rule for ``eqn``, or an `UnsupportedOperatorError` naming op, node and mode."""
     rule = RULES.get(rule_key(eqn))
     if rule is None or (mode == 'forward-Laplacian' and rule.curvature is None
-                        and not rule.linear):
+                        and rule.laplacian is None and not rule.linear):
         raise UnsupportedOperatorError(rule_key(eqn), eqn.name, mode)
     return rule
 

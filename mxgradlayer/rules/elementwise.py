@@ -2,7 +2,9 @@
 """Unary elementwise operators: one row per operator, f'(x) and f''(x).
 
 Each row is ``def_elementwise(op, d1, d2)`` with ``d1(F, x, ans, attrs)`` = f'(x) and
-``d2`` = f''(x) (for the forward Laplacian); ``ans`` = f(x) is reused where it is cheaper.
+``d2`` = f''(x) (for the forward Laplacian), or ``def_elementwise(op, d1, ratio=...)``
+with f''/f' where that is cheap (tanh, sigmoid, erf); ``ans`` = f(x) is reused where it
+is cheaper.
 At points of non-differentiability the one-sided value of MXNet's own first-order
 gradient is used (relu'(0) = 0, abs'(0) = sign(0) = 0).
 Activation and LeakyReLU dispatch on ``act_type`` (keys ``'Activation:tanh'``...).
@@ -29,28 +31,19 @@ def _sigmoid_d1(F, x, s, a):
     return F.elemwise_mul(s, 1.0 - s)
 
 
-def _sigmoid_d2(F, x, s, a, d1=None):  # s(1-s)(1-2s)
-    d1 = _sigmoid_d1(F, x, s, a) if d1 is None else d1
-    return F.elemwise_mul(d1, 1.0 - 2.0 * s)
-
-
 def _tanh_d1(F, x, y, a):
     return 1.0 - F.square(y)
 
 
-def _tanh_d2(F, x, y, a, d1=None):  # -2 y (1 - y^2)
-    return F.elemwise_mul(y * -2.0, 1.0 - F.square(y) if d1 is None else d1)
-
-
-def _tanh_ratio(F, x, y, a):  # f''/f' = -2 y
+def _tanh_ratio(F, x, y, a):  # f''/f' = -2 y, f'' = -2 y (1 - y^2)
     return y * -2.0
 
 
-def _sigmoid_ratio(F, x, s, a):  # 1 - 2s
+def _sigmoid_ratio(F, x, s, a):  # 1 - 2s, f'' = s (1 - s) (1 - 2s)
     return 1.0 - 2.0 * s
 
 
-def _erf_ratio(F, x, y, a):  # -2x
+def _erf_ratio(F, x, y, a):  # -2x, f'' = -2x f'
     return x * -2.0
 
 
@@ -89,10 +82,6 @@ def _erf_d1(F, x, y, a):  # 2/sqrt(pi) exp(-x^2)
     return F.exp(F.square(x) * -1.0) * TWO_OVER_SQRT_PI
 
 
-def _erf_d2(F, x, y, a, d1=None):
-    return F.elemwise_mul(x * -2.0, _erf_d1(F, x, y, a) if d1 is None else d1)
-
-
 # ----- math functions -----
 def_elementwise('sin', lambda F, x, y, a: F.cos(x), lambda F, x, y, a: y * -1.0)
 def_elementwise('cos', lambda F, x, y, a: F.sin(x) * -1.0, lambda F, x, y, a: y * -1.0)
@@ -112,11 +101,11 @@ def_elementwise('square', lambda F, x, y, a: x * 2.0, lambda F, x, y, a: F.ones_
 def_elementwise('reciprocal', lambda F, x, y, a: F.square(y) * -1.0,
                 lambda F, x, y, a: F._internal._power_scalar(y, scalar=3.0) * 2.0)
 def_elementwise('abs', lambda F, x, y, a: F.sign(x), _zero_d2)
-def_elementwise('tanh', _tanh_d1, _tanh_d2, _tanh_ratio)
-def_elementwise('sigmoid', _sigmoid_d1, _sigmoid_d2, _sigmoid_ratio)
+def_elementwise('tanh', _tanh_d1, ratio=_tanh_ratio)
+def_elementwise('sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio)
 def_elementwise('relu', _relu_d1, _zero_d2)
 def_elementwise('softsign', _softsign_d1, _softsign_d2)
-def_elementwise('erf', _erf_d1, _erf_d2, _erf_ratio)
+def_elementwise('erf', _erf_d1, ratio=_erf_ratio)
 def_elementwise('arctan', lambda F, x, y, a: F.reciprocal(F.square(x) + 1.0),
                 lambda F, x, y, a: F.elemwise_mul(x * -2.0,
                                                   F.square(F.reciprocal(F.square(x) + 1.0))))
@@ -125,8 +114,8 @@ def_elementwise('cosh', lambda F, x, y, a: F.sinh(x), lambda F, x, y, a: y)
 
 # ----- Activation(act_type=...) -----
 def_elementwise('Activation:relu', _relu_d1, _zero_d2)
-def_elementwise('Activation:sigmoid', _sigmoid_d1, _sigmoid_d2, _sigmoid_ratio)
-def_elementwise('Activation:tanh', _tanh_d1, _tanh_d2, _tanh_ratio)
+def_elementwise('Activation:sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio)
+def_elementwise('Activation:tanh', _tanh_d1, ratio=_tanh_ratio)
 def_elementwise('Activation:softrelu', _softrelu_d1, _softrelu_d2)
 def_elementwise('Activation:softsign', _softsign_d1, _softsign_d2)
 
