@@ -16,8 +16,8 @@ from mxnet.gluon import HybridBlock
 
 from . import rules  # noqa: F401  (registers every rule)
 from .errors import InputSpecError
-from .graph import per_sample_tracing, resolve_input_specs, trace, tracing_per_sample
-from .registry import RuleContext
+from .graph import TraceOptions, computing_as, enclosing_options, resolve_input_specs, trace
+from .registry import RuleContext, unrecorded
 from .transform import forward, reverse
 
 __all__ = ['InputGradient', 'VJP', 'JVP', 'Jacobian', 'HVP', 'Hessian', 'Laplacian',
@@ -68,13 +68,20 @@ class _DerivativeBlock(HybridBlock):
         return self.net
 
     def forward(self, x, *args):
-        # A hybridized graph is built for one mode; a network with BatchNorm needs the
-        # other one's graph (running vs batch statistics) after the mode changes.
+        if not isinstance(x, mx.nd.NDArray):  # traced into someone else's graph
+            return super().forward(x, *args)
+        # Called on arrays, the block owns the graph it builds (imperative, or its own
+        # cached graph when hybridized) and builds it for the current mode; a hybridized
+        # block whose graph depends on the mode (BatchNorm) rebuilds when it changes.
         mode = getattr(self, '_built_mode', None)
         if mode is not None and self._active and mode != mx.autograd.is_training():
             self._clear_cached_op()
             self._built_mode = None
-        return super().forward(x, *args)
+        self._owns_graph = True
+        try:
+            return super().forward(x, *args)
+        finally:
+            self._owns_graph = False
 
     def _build_cache(self, *args):
         # A derivative does not read every parameter (the last bias, for a start): Gluon's
@@ -129,21 +136,28 @@ class _DerivativeBlock(HybridBlock):
         # axis 0 is the batch axis of every input as long as the differentiated one
         batch = specs[self._positions(len(inputs))[0]][0][0]
         batched = tuple(len(s) > 0 and s[0] == batch for s, _ in specs)
-        # A per-sample block (and what it nests) lowers BatchNorm by the current mode
-        per_sample = tracing_per_sample() or (isinstance(self, _PerSampleBlock)
-                                              and not self._couple)
-        key = tuple((tuple(s[1:]), np.dtype(t).name) for s, t in specs) + (
-            batched, per_sample, per_sample and mx.autograd.is_training())
+        options = self._trace_options()
+        key = tuple((tuple(s[1:]), np.dtype(t).name) for s, t in specs) + (batched, options)
         graph = self._graphs.get(key)
         if graph is None or (not graph.batch_polymorphic and graph.batch != specs[0][0][:1]):
-            with per_sample_tracing(per_sample):
-                graph = trace(self._fn(), specs, batched)
+            graph = trace(self._fn(), specs, batched, options=options)
             graph.batch = specs[0][0][:1]
             graph.specs = specs
             self._graphs[key] = graph
         if graph.mode_dependent:
-            self._built_mode = mx.autograd.is_training()
-        return graph
+            self._built_mode = options.training
+        return graph, options
+
+    def _trace_options(self):
+        """Nested in another derivative block's trace: traced as that one is.  Otherwise
+        for the current autograd mode when this block owns its graph, and for a mode
+        chosen at run time when it is traced into a graph it does not own."""
+        per_sample = isinstance(self, _PerSampleBlock) and not self._couple
+        enclosing = enclosing_options()
+        if enclosing is not None:
+            return enclosing._replace(per_sample=enclosing.per_sample or per_sample)
+        training = mx.autograd.is_training() if getattr(self, '_owns_graph', False) else None
+        return TraceOptions(per_sample=per_sample, training=training)
 
     def _param_values(self, F, graph, inputs):
         params = {p.name: p for p in self.collect_params().values()}
@@ -183,9 +197,13 @@ class _DerivativeBlock(HybridBlock):
 
     def hybrid_forward(self, F, *args):
         inputs, vectors = self._split_args(args)
-        graph = self._traced(inputs)
+        graph, options = self._traced(inputs)
         params = self._param_values(F, graph, inputs)
-        return self._compute(F, graph, inputs, vectors, params)
+        with computing_as(options):  # the blocks _compute calls are built as this one
+            out = self._compute(unrecorded(F), graph, inputs, vectors, params)
+        if F is mx.nd and mx.autograd.is_recording() and params:
+            out = _touching(out, params.values())
+        return out
 
     def _pack(self, grads):
         return tuple(grads) if self._wrt_is_tuple else grads[0]
@@ -195,6 +213,22 @@ class _DerivativeBlock(HybridBlock):
             raise InputSpecError(f'{type(self).__name__} needs a {what} whose non-batch '
                                  f'dimensions do not depend on the batch size; got {shape}')
         return tuple(shape[1:])
+
+
+def _touching(out, params):
+    """``out`` made to depend, with derivative zero, on every parameter of the graph.
+
+    A derivative need not read every parameter (the last layer's bias), and a parameter
+    that backward never reaches is stale to `gluon.Trainer`.  A hybridized block's graph
+    reaches them all with zeros through its seed ``ones_like(net(x))``; imperatively that
+    seed is not recorded (see `registry.unrecorded`), so the same zeros come from here.
+    """
+    first = out[0] if isinstance(out, (list, tuple)) else out
+    total = mx.nd.add_n(*[mx.nd.sum(p) for p in params]) * 0.0
+    first = mx.nd.broadcast_add(first, mx.nd.reshape(total, shape=(1,) * first.ndim))
+    if isinstance(out, (list, tuple)):
+        return type(out)([first] + list(out[1:]))
+    return first
 
 
 def _eye_directions(F, x, in_shape, dtype):

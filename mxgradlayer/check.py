@@ -6,7 +6,7 @@ import numpy as np
 
 from . import rules  # noqa: F401
 from .errors import MXGradLayerError
-from .graph import per_sample_tracing, resolve_input_specs, trace
+from .graph import TraceOptions, resolve_input_specs, trace
 from .registry import LOWERINGS, RULES, rule_key
 from .transform import depends_on, forward, reverse
 
@@ -83,8 +83,8 @@ def _layer_of(name, prefixes):
 def _try_sweeps(net, specs, wrt):
     """Build each sweep on Symbols; None when it builds, else the error."""
     graph = trace(net, specs)
-    with per_sample_tracing(True):  # as Jacobian and Laplacian trace it
-        per_sample_graph = trace(net, specs)
+    # as Jacobian and Laplacian trace it, when called on arrays outside training
+    per_sample_graph = trace(net, specs, options=TraceOptions(per_sample=True, training=False))
     inputs = [mx.sym.var(f'_check_in{i}', shape=s, dtype=np.dtype(t).name)
               for i, (s, t) in enumerate(specs)]
     params = {e.name: mx.sym.var(e.name) for e in graph.nodes

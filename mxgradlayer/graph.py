@@ -10,6 +10,7 @@ operators), and one derived graph serves every batch size, as a hybridized Gluon
 must.
 """
 import ast
+import collections
 import contextlib
 import contextvars
 import inspect
@@ -20,28 +21,47 @@ import numpy as np
 
 from .errors import InputSpecError
 
-__all__ = ['Eqn', 'Graph', 'trace', 'lower', 'parse_attr', 'apply_op', 'resolve_input_specs']
+__all__ = ['Eqn', 'Graph', 'TraceOptions', 'enclosing_options', 'computing_as', 'trace',
+           'lower', 'parse_attr', 'apply_op', 'resolve_input_specs']
 
 _PROBE_BATCHES = (2, 3)
 INPUT_PREFIX = '_mxgl_in'
 # A node carrying this attribute is never lowered (a lowering's own helper node).
 KEEP_MARK = '__mxgl_keep__'
-# Set while a per-sample block traces (also the blocks nested in it): lowerings that
-# couple samples then decide by the current mode rather than at run time.
-_PER_SAMPLE = contextvars.ContextVar('mxgradlayer_per_sample', default=False)
 
 
-def tracing_per_sample():
-    return _PER_SAMPLE.get()
+class TraceOptions(collections.namedtuple('TraceOptions', 'per_sample training')):
+    """How a block is traced, passed explicitly to `trace` and to every lowering.
+
+    ``per_sample``: the graph serves a per-sample block (Jacobian, Laplacian, ...), where
+    an operator that mixes samples is refused.  ``training``: the autograd mode the graph
+    is built for (True or False: BatchNorm then lowers to batch or running statistics
+    alone), or None for a graph that selects the statistics when it runs, because it is
+    traced into a graph mxgradlayer does not rebuild (a hybridized parent's).
+    """
+    __slots__ = ()
+
+
+TraceOptions.__new__.__defaults__ = (False, None)
+# The options of the trace in progress: a derivative block traced inside another one
+# (nesting) is traced as its enclosing block is.  Read only by `enclosing_options`.
+_ENCLOSING = contextvars.ContextVar('mxgradlayer_enclosing_trace', default=None)
+
+
+def enclosing_options():
+    """The `TraceOptions` of the derivative computation calling a block, or None."""
+    return _ENCLOSING.get()
 
 
 @contextlib.contextmanager
-def per_sample_tracing(on):
-    token = _PER_SAMPLE.set(bool(on))
+def computing_as(options):
+    """Blocks called meanwhile (the traced block, or a derivative block's own inner
+    blocks) are traced with ``options``."""
+    token = _ENCLOSING.set(options)
     try:
         yield
     finally:
-        _PER_SAMPLE.reset(token)
+        _ENCLOSING.reset(token)
 
 
 def parse_attr(value):
@@ -64,10 +84,11 @@ class Eqn:
     Gluon layer prefix), ``attrs`` (parsed attributes), ``raw_attrs`` (the JSON
     strings, passed back verbatim to re-apply the operator), ``inputs`` (list of
     ``(node_id, output_index)``), ``in_shapes`` / ``out_shapes`` (tuples with ``None``
-    for batch-dependent dimensions), ``dtype`` of the first output.
+    for batch-dependent dimensions), ``dtype`` of the first output, ``in_dtypes``.
     """
     __slots__ = ('nid', 'op', 'name', 'attrs', 'raw_attrs', 'inputs', 'in_shapes',
-                 'out_shapes', 'num_outputs', 'dtype', 'batch_aligned', 'in_aligned')
+                 'in_dtypes', 'out_shapes', 'num_outputs', 'dtype', 'batch_aligned',
+                 'in_aligned')
 
     def __init__(self, nid, op, name, raw_attrs, inputs):
         self.nid, self.op, self.name = nid, op, name
@@ -75,6 +96,7 @@ class Eqn:
         self.attrs = {k: parse_attr(v) for k, v in self.raw_attrs.items()}
         self.inputs = inputs
         self.in_shapes, self.out_shapes, self.num_outputs, self.dtype = [], [], 1, None
+        self.in_dtypes = []
         # per output: is axis 0 the batch axis (equal to the batch size at every probe)?
         self.batch_aligned, self.in_aligned = [], []
 
@@ -166,6 +188,7 @@ class Graph:
         for eqn in self.nodes:
             eqn.in_shapes = [self.nodes[i].out_shapes[k] for i, k in eqn.inputs]
             eqn.in_aligned = [self.nodes[i].batch_aligned[k] for i, k in eqn.inputs]
+            eqn.in_dtypes = [self.nodes[i].dtype for i, _ in eqn.inputs]
 
     def shape_of(self, entry):
         nid, k = entry
@@ -184,18 +207,21 @@ def _merge_shapes(shapes):
     return tuple(a if all(s[i] == a for s in shapes) else None for i, a in enumerate(first))
 
 
-def trace(block, input_specs, batched=None, lowering=True):
+def trace(block, input_specs, batched=None, lowering=True, options=TraceOptions()):
     """Trace ``block`` on Symbol inputs with the given (shape, dtype) specs.
 
     ``batched[i]`` says whether axis 0 of input i is the batch axis (it is probed with
     other batch sizes); other inputs keep their shapes, e.g. a (1, k) input shared by
     every sample.  ``lowering=False`` keeps the operators as the block wrote them (for
-    reports); otherwise those with a lowering are rewritten (`lower`).
+    reports); otherwise those with a lowering are rewritten (`lower`) as ``options``
+    (a `TraceOptions`) say.
     """
+    _refresh_parameter_symbols(block)
     variables = [mx.sym.var(f'{INPUT_PREFIX}{i}', shape=tuple(s[0]), dtype=s[1])
                  for i, s in enumerate(input_specs)]
     try:
-        out = block(*variables)
+        with computing_as(options):
+            out = block(*variables)
     except TypeError as err:
         raise InputSpecError(
             f'the wrapped network does not accept {len(variables)} input(s): {err}') from None
@@ -206,20 +232,37 @@ def trace(block, input_specs, batched=None, lowering=True):
     if isinstance(out, (list, tuple)):
         out = mx.sym.Group(list(out))
     graph = Graph(out, len(input_specs), input_specs, batched, strict_types=False)
-    lowered = lower(graph, input_specs, batched) if lowering else graph
+    lowered = lower(graph, input_specs, batched, options) if lowering else graph
     if lowered is graph and graph.type_error is not None:
         return Graph(out, len(input_specs), input_specs, batched)  # raises InputSpecError
     return lowered
 
 
-def lower(graph, input_specs, batched=None):
+def _refresh_parameter_symbols(block):
+    """Forget a Parameter's cached Symbol when its dtype no longer matches the Parameter.
+
+    Gluon creates a Parameter's Symbol once (``Parameter.var``, mxnet 1.9.1) with the dtype
+    of that moment; ``net.cast('float64')`` after a first call (deferred initialisation)
+    converts the data but keeps that Symbol, whose float32 then contradicts the float64
+    inputs in the trace's type inference.
+    """
+    for param in block.collect_params().values():
+        var = param._var
+        if var is None:
+            continue
+        want = str(mx.ndarray.ndarray._DTYPE_NP_TO_MX[np.dtype(param.dtype).type])
+        if var.attr('__dtype__') not in (None, want):
+            param._var = None
+
+
+def lower(graph, input_specs, batched=None, options=TraceOptions()):
     """Rewrite the operators that have a lowering (`registry.LOWERINGS`) into primitives.
 
     The Symbol is rebuilt node by node; a lowered node's primitives are named after it
     (``<node>_<op><n>``), so errors and `check` still name the Gluon layer.  Returns the
     graph itself when nothing is lowered.  ``graph.mode_dependent`` records whether the
-    graph was built for the current training mode (BatchNorm traced for a per-sample
-    block), so that a hybridized block rebuilds it when the mode changes.
+    graph was built for one training mode (``options.training`` set and a BatchNorm
+    lowered), so that a hybridized block rebuilds it when the mode changes.
     """
     from .registry import LOWERINGS
     graph.mode_dependent = False
@@ -245,12 +288,14 @@ def lower(graph, input_specs, batched=None):
             built[eqn.nid] = apply_op(mx.sym, eqn.op, xs, eqn.raw_attrs, name=eqn.name)
         else:
             with mx.name.Prefix(eqn.name + '_'):
-                built[eqn.nid] = list(fn(mx.sym, eqn, xs))
+                out = fn(mx.sym, eqn, xs, options)
+            # a lowering returns None for a node it leaves as it is
+            built[eqn.nid] = (apply_op(mx.sym, eqn.op, xs, eqn.raw_attrs, name=eqn.name)
+                              if out is None else list(out))
     heads = [built[n][k] for n, k in graph.heads]
     out = heads[0] if len(heads) == 1 else mx.sym.Group(heads)
     lowered = Graph(out, len(input_specs), input_specs, batched)
-    # run-time mode selection serves the total-derivative blocks; per-sample ones decide now
-    lowered.mode_dependent = tracing_per_sample() and any(
+    lowered.mode_dependent = options.training is not None and any(
         LOWERINGS[e.op].mode_dependent for e in todo)
     return lowered
 
@@ -269,6 +314,9 @@ def apply_op(F, op, inputs, attrs=None, name=None):
     """Apply MXNet operator ``op`` with ``F`` (mx.nd or mx.sym); always return a list."""
     marks = {k: v for k, v in (attrs or {}).items() if k.startswith(KEEP_MARK)}
     attrs = {k: v for k, v in (attrs or {}).items() if not k.startswith('__')}
+    if F is mx.nd:  # (a piecewise-constant operator is then not recorded; see unrecorded)
+        from .registry import unrecorded
+        F = unrecorded(F)
     if F is mx.sym:
         if name is not None:
             attrs['name'] = name

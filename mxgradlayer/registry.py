@@ -24,12 +24,15 @@ every derived graph can be differentiated again (tests/test_closure.py checks it
 """
 import inspect
 
+import mxnet as mx
+from mxnet import autograd
+
 from .errors import UnsupportedOperatorError, SampleCouplingError
 from .graph import apply_op
 
 __all__ = ['Rule', 'RULES', 'defrule', 'def_elementwise', 'def_zero', 'def_linear',
            'supported_ops', 'lookup', 'RuleContext', 'ZERO_DERIVATIVE_OPS', 'PRIMALS',
-           'LOWERINGS', 'def_lowering']
+           'LOWERINGS', 'def_lowering', 'unrecorded']
 
 
 class Rule:
@@ -45,14 +48,17 @@ class Rule:
 
 RULES = {}
 ZERO_DERIVATIVE_OPS = set()
-# Operators whose MXNet kernel is replaced by primitives when the graph is re-applied:
-# MXNet's LeakyReLU variants compute in float32 on float64 data, and its SELU backward
-# is wrong for x < 0, so their values and parameter gradients come from primitives.
+# Operators whose MXNet kernel is replaced by primitives when the graph is re-applied,
+# ``fn(F, eqn, xs, memo) -> outputs`` (``memo`` is shared with the sweep's rules):
+# MXNet's LeakyReLU variants compute in float32 on float64 data, its SELU backward is
+# wrong for x < 0, and its oneDNN max-pooling backward is wrong after an inference-mode
+# forward, so their values and parameter gradients come from primitives.
 PRIMALS = {}
 # Operators rewritten into primitives when a block is traced (see graph.lower): the
 # normalisations and Dropout, whose derivatives then follow from their parts' rules.
-# A lowering is ``fn(F, eqn, xs) -> outputs``; a ``mode_dependent`` one may read
-# autograd.is_training() when traced for a per-sample block (BatchNorm).
+# A lowering is ``fn(F, eqn, xs, options) -> outputs``, or None to keep the node as it
+# is; ``options`` is the trace's `graph.TraceOptions`, and a ``mode_dependent`` lowering
+# (BatchNorm) reads ``options.training`` from it.
 LOWERINGS = {}
 
 
@@ -172,11 +178,61 @@ def supported_ops():
     return sorted(set(RULES) | set(LOWERINGS))
 
 
+class _Unrecorded:
+    """``mx.nd`` (or one of its namespaces) whose piecewise-constant operators run with
+    autograd paused: they have no derivative, so recording them only adds hazards.
+
+    In mxnet 1.9.1, a node all of whose output gradients are zero operators (the
+    ``zeros_like`` that ``ones_like``, ``BlockGrad`` or a comparison pass back) is not
+    differentiated; nnvm's gradient pass emits ``zeros_like`` of each of its inputs
+    instead.  Imperative autograd keeps only the inputs an operator's own backward reads,
+    and broadcast_add and broadcast_sub read none, so that ``zeros_like`` reads a freed
+    array and the process dies in ``SetDependency``.  A derivative block seeds its
+    reverse sweep with ones shaped like the network's output and builds masks from
+    values nothing else differentiates, so without this a loss on ``InputGradient`` of
+    ``Dense(x) + sum(sin(x))`` segfaulted in backward (README, known issues).  Cached
+    graphs keep every array and are not affected.
+
+    The operand that only lends its shape to ``broadcast_like`` and ``reshape_like`` gets
+    such a zero gradient too (a Laplacian's curvature broadcast like a primal value that
+    ends in a broadcast_add segfaulted the same way), so it is passed detached: the same
+    data, no history, no operator.
+    """
+
+    def __init__(self, space):
+        self._space = space
+
+    def __getattr__(self, name):
+        attr = getattr(self._space, name)
+        if name in ('_internal', 'contrib'):
+            return _Unrecorded(attr)
+        if name in _SHAPE_OPERAND:
+            def detached(lhs, rhs, *args, **kwargs):
+                return attr(lhs, rhs.detach(), *args, **kwargs)
+            return detached
+        if name not in ZERO_DERIVATIVE_OPS:
+            return attr
+
+        def paused(*args, **kwargs):
+            with autograd.pause():
+                return attr(*args, **kwargs)
+        return paused
+
+
+_SHAPE_OPERAND = ('broadcast_like', 'reshape_like')
+
+
+def unrecorded(F):
+    """``F`` itself for ``mx.sym``; for ``mx.nd``, a view that does not record
+    piecewise-constant operators (see `_Unrecorded`)."""
+    return _Unrecorded(F) if F is mx.nd else F
+
+
 class RuleContext:
     """What a rule may use besides ``F``: folding helpers for ``K`` batched directions."""
 
     def __init__(self, F, K, per_sample=None, memo=None):
-        self.F, self.K = F, K
+        self.F, self.K = unrecorded(F), K
         # per-sample blocks need sample-local operators even for one direction
         self.per_sample = K > 1 if per_sample is None else per_sample
         self._memo = {} if memo is None else memo

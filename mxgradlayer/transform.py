@@ -37,22 +37,23 @@ def _variable_value(graph, eqn, inputs, params):
     return params[eqn.name]
 
 
-def _primal(F, eqn, xs):
+def _primal(F, eqn, xs, memo):
     override = PRIMALS.get(rule_key(eqn))
     if override is not None:
-        return override(F, eqn, xs)
+        return override(F, eqn, xs, memo)
     return apply_op(F, eqn.op, xs, eqn.raw_attrs)
 
 
-def evaluate_primal(F, graph, inputs, params):
+def evaluate_primal(F, graph, inputs, params, memo=None):
     """Primal values of every node: dict nid -> list of outputs.  (A Symbol's JSON holds
-    only the ancestors of its outputs, so no node is evaluated in vain.)"""
-    vals = {}
+    only the ancestors of its outputs, so no node is evaluated in vain.)  ``memo``: the
+    sweep's RuleContext memo, where a primal override leaves what its rules reuse."""
+    vals, memo = {}, {} if memo is None else memo
     for eqn in graph.nodes:
         if eqn.op == 'null':
             vals[eqn.nid] = [_variable_value(graph, eqn, inputs, params)]
         else:
-            vals[eqn.nid] = _primal(F, eqn, [vals[i][k] for i, k in eqn.inputs])
+            vals[eqn.nid] = _primal(F, eqn, [vals[i][k] for i, k in eqn.inputs], memo)
     return vals
 
 
@@ -106,7 +107,7 @@ def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample
             laps[nid] = [None]
             continue
         xs = [vals[i][k] for i, k in eqn.inputs]
-        ans = _primal(F, eqn, xs)
+        ans = _primal(F, eqn, xs, c._memo)
         vals[nid] = ans
         ts = [tans[i][k] for i, k in eqn.inputs]
         ls = [laps[i][k] for i, k in eqn.inputs]
@@ -148,7 +149,7 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
     """
     c = RuleContext(F, K, per_sample)
     hot = depends_on(graph, wrt)
-    vals = evaluate_primal(F, graph, inputs, params)
+    vals = evaluate_primal(F, graph, inputs, params, c._memo)
     grads = {}
     outs = [vals[n][k] for n, k in graph.heads]
     for (n, k), g in zip(graph.heads, cotangents(outs)):

@@ -38,6 +38,11 @@ def _instance_norm(x, g, b, eps=1e-3):
         * g[None, :, None] + b[None, :, None]
 
 
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
 POS = dict(low=0.5, high=2.0)
 BCAST = ((3, 4), (1, 4))
 BCAST2 = ((3, 1), (3, 4))
@@ -172,6 +177,23 @@ SPECS = [
                                          pad=(1, 1)), ((2, 12, 15),)),
     spec('UpSampling', lambda F, x: F.UpSampling(x, scale=2, sample_type='nearest'),
          ((2, 3, 2, 3),)),
+    # lowered when traced: 'full' windows by explicit padding, resampling by dot
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type='max',
+                                           pooling_convention='full'), ((2, 3, 6, 5),)),
+    spec('_contrib_AdaptiveAvgPooling2D', lambda F, x: F.contrib.AdaptiveAvgPooling2D(
+        x, output_size=(2, 3)), ((2, 3, 5, 7),)),
+    # MXNet computes the interpolation weights in float32 (also for float64 data), and
+    # so do the lowered rules: its backward agrees to 5e-8 only, finite differences fully
+    spec('_contrib_BilinearResize2D', lambda F, x: F.contrib.BilinearResize2D(
+        x, height=5, width=3), ((2, 2, 3, 4),), mx_ref=False),
+    # MXNet's SoftmaxActivation kernel is float32 only
+    spec('SoftmaxActivation', lambda F, x: F.SoftmaxActivation(x), mx_ref=False,
+         ref=_np_closed_form(lambda x: _softmax(x, -1))),
+    spec('SwapAxis', lambda F, x: F.SwapAxis(x, dim1=1, dim2=2), ((2, 3, 4),)),
+    # Cast has derivative 1 (as in every AD system; its rounding is not differentiated),
+    # so the reference is the unrounded 2 x; the cotangent must come back in float64
+    spec('Cast', lambda F, x: F.cast(F.cast(x, dtype='float32'), dtype='float64') + x,
+         mx_ref=False, ref=_np_closed_form(lambda x: 2 * x)),
     # ----- padding, tiling, indexing (indices are constants or piecewise constant) -----
     spec('Pad', lambda F, x: F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, 1, 2, 0, 1),
                                    constant_value=0.5), ((2, 3, 3, 4),)),
@@ -268,6 +290,32 @@ VARIANTS = [
     spec('pick', lambda F, x: F.pick(x, F.ones_like(F.sum(x, axis=1)), axis=1), ((2, 3, 4),)),
     spec('UpSampling', lambda F, x: F.UpSampling(x, scale=3, sample_type='nearest'),
          ((2, 2, 1, 3),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3, 2), stride=(2, 2), pad=(1, 1),
+                                           pool_type='avg', pooling_convention='full'),
+         ((2, 3, 6, 5),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(2, 3), stride=(3, 2), pad=(1, 1),
+                                           pool_type='avg', count_include_pad=False,
+                                           pooling_convention='full'), ((2, 3, 6, 6),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3, 3), stride=(2, 2), pad=(1, 1),
+                                           pool_type='max', pooling_convention='full'),
+         ((2, 3, 6, 5),), low=-3.0, high=-1.0),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(3,), stride=(2,), pool_type='sum',
+                                           pooling_convention='full'), ((2, 3, 6),)),
+    spec('Pooling', lambda F, x: F.Pooling(x, kernel=(2,), stride=(2,), pool_type='max',
+                                           pooling_convention='full'), ((2, 3, 5),)),
+    spec('_contrib_AdaptiveAvgPooling2D', lambda F, x: F.contrib.AdaptiveAvgPooling2D(
+        x, output_size=1), ((2, 3, 4, 4),)),
+    spec('_contrib_AdaptiveAvgPooling2D', lambda F, x: F.contrib.AdaptiveAvgPooling2D(
+        x, output_size=(4, 2)), ((2, 3, 6, 4),)),
+    spec('_contrib_BilinearResize2D', lambda F, x: F.contrib.BilinearResize2D(
+        x, height=7, width=3, align_corners=False), ((2, 2, 3, 4),), mx_ref=False),
+    spec('_contrib_BilinearResize2D', lambda F, x, y: F.contrib.BilinearResize2D(
+        x, y, mode='like'), ((2, 2, 3, 4), (2, 2, 5, 6)), wrt=(0,), mx_ref=False),
+    spec('SoftmaxActivation', lambda F, x: F.SoftmaxActivation(x, mode='channel'),
+         ((2, 3, 2, 2),), mx_ref=False, ref=_np_closed_form(lambda x: _softmax(x, 1))),
+    spec('SoftmaxActivation', lambda F, x: F.SoftmaxActivation(x), ((2, 3, 2),), mx_ref=False,
+         ref=_np_closed_form(lambda x: _softmax(x, -1))),
+    spec('SwapAxis', lambda F, x: F.swapaxes(x, dim1=0, dim2=2), ((2, 3, 4),)),
 ]
 
 # operators registered under several names share one rule with a tested sibling

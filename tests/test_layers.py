@@ -201,7 +201,9 @@ def test_conv3d_and_strided_dilated_conv2d_nets():
     for net, shape in ((_seq(nn.Conv3D(4, (3, 2, 2), strides=2, padding=1, dilation=(2, 1, 1),
                                        groups=2, activation='tanh'), nn.Dense(1)), (2, 2, 5, 5, 4)),
                        (_seq(nn.Conv2D(3, 3, strides=2, dilation=2, padding=1,
-                                       activation='tanh'), nn.Dense(2)), (2, 2, 7, 8))):
+                                       activation='tanh'), nn.Dense(2)), (2, 2, 7, 8)),
+                       (_seq(nn.Conv1D(4, 3, strides=2, padding=1, dilation=2, groups=2,
+                                       activation='tanh'), nn.Dense(2)), (2, 2, 9))):
         x = array(shape, seed=5)
         _ready(net, x)
         check_grads(net, [x], order=2)
@@ -216,14 +218,34 @@ def test_max_pool_ties_share_the_derivative():
     assert np.allclose(grad.asnumpy(), 0.25)
 
 
+def test_ceil_mode_pooling_and_resampling_layers():
+    """ceil_mode (pooling_convention='full', GoogLeNet), squeeze-and-excitation's
+    adaptive pooling, bilinear resizing and channel shuffle, as layers of a network."""
+    def body(F, x):
+        x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pooling_convention='full',
+                      pool_type='max')
+        s = F.contrib.AdaptiveAvgPooling2D(x, output_size=1)
+        x = F.broadcast_mul(x, F.sigmoid(s))
+        x = F.contrib.BilinearResize2D(x, height=5, width=4)
+        x = F.reshape(F.SwapAxis(F.reshape(x, shape=(0, -4, 2, -1, -2)), dim1=1, dim2=2),
+                      shape=(0, -3, -2))  # channel shuffle, as in ShuffleNet
+        return F.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type='avg',
+                         pooling_convention='full')
+    net = _seq(nn.Conv2D(4, 3, activation='tanh'), nn.HybridLambda(body), nn.Dense(2))
+    x = array((2, 2, 9, 8), seed=3)
+    _ready(net, x)
+    check_grads(net, [x], order=2)
+    check_param_grads(mg.InputGradient(net), [x])
+
+
 @pytest.mark.parametrize('layer,why', [
-    (nn.MaxPool2D(2, ceil_mode=True), 'pooling_convention'),
+    (nn.HybridLambda(lambda F, x: F.Pooling(x, kernel=(2, 2), pool_type='lp', p_value=2)),
+     'pool_type lp'),
     (nn.Conv2DTranspose(2, 3, strides=2, dilation=2), 'stride and dilation'),
-    (nn.Conv1D(2, 3, strides=2, dilation=2), 'stride and dilation'),
 ])
 def test_refused_attribute_combinations(layer, why):
     net = _seq(layer)
-    x = array((1, 2, 5) if isinstance(layer, nn.Conv1D) else (1, 2, 5, 5), seed=7)
+    x = array((1, 2, 5, 5), seed=7)
     _ready(net, x)
     with pytest.raises(UnsupportedOperatorError, match=why):
         mg.InputGradient(net)(x)
@@ -240,13 +262,14 @@ def test_check_reports_by_layer_and_sweep():
     assert all(status == 'covered' for _, _, status, _ in report.layers)
     assert ('BatchNorm', 'lowered') in {(op, st) for _, op, st in report.nodes}
 
-    pooled = _seq(nn.Conv2D(2, 3), nn.MaxPool2D(2, ceil_mode=True), nn.Dense(1))
+    pooled = _seq(nn.Conv2D(2, 3), nn.HybridLambda(
+        lambda F, x: F.Pooling(x, kernel=(2, 2), pool_type='lp', p_value=2)), nn.Dense(1))
     _ready(pooled, x)
     report = mg.check(pooled, x)
     assert not report.ok and not report.missing
-    pool = next(layer for layer in report.layers if layer[1] == 'MaxPool2D')
+    pool = next(layer for layer in report.layers if layer[1] == 'HybridLambda')
     assert pool[2].startswith('refused in reverse'), str(report)
-    assert 'pooling_convention' in report.modes['forward']
+    assert 'pool_type lp' in report.modes['forward']
 
 
 class _TokensAndFeatures(gluon.HybridBlock):

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..registry import def_elementwise, def_zero, defrule, PRIMALS
+from ..registry import def_elementwise, def_linear, def_zero, defrule, PRIMALS
 
 SQRT_2 = math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -145,7 +145,7 @@ def _positive_part(F, x):
     return F._internal._maximum_scalar(x, scalar=0.0)
 
 
-def _leaky_primal(F, eqn, xs):
+def _leaky_primal(F, eqn, xs, memo):
     x, s = xs[0], _slope(eqn.attrs)
     return [_positive_part(F, x) + F._internal._minimum_scalar(x, scalar=0.0) * s]
 
@@ -156,7 +156,7 @@ def _leaky_d1(F, x, y, a):
 
 def _exponential_unit(alpha, scale):
     """ELU-family y = scale * (x if x > 0 else alpha * (exp(x) - 1)): primal, f', f''."""
-    def primal(F, eqn, xs):
+    def primal(F, eqn, xs, memo):
         x = xs[0]
         a = alpha(eqn.attrs)
         return [(_positive_part(F, x) + _negative_part(F, x) * a) * scale]
@@ -175,7 +175,7 @@ _elu_primal, _elu_d1, _elu_d2 = _exponential_unit(_slope, 1.0)
 _selu_primal, _selu_d1, _selu_d2 = _exponential_unit(lambda attrs: SELU_ALPHA, SELU_LAMBDA)
 
 
-def _gelu_primal(F, eqn, xs):  # x * Phi(x), Phi the standard normal cdf
+def _gelu_primal(F, eqn, xs, memo):  # x * Phi(x), Phi the standard normal cdf
     x = xs[0]
     return [F.elemwise_mul(x, F.erf(x * (1.0 / SQRT_2)) * 0.5 + 0.5)]
 
@@ -211,7 +211,7 @@ def _prelu_slope(F, eqn, x, gamma):
     return F.broadcast_add(p, F.broadcast_mul(1.0 - p, _prelu_gamma(F, eqn, gamma)))
 
 
-def _prelu_primal(F, eqn, xs):
+def _prelu_primal(F, eqn, xs, memo):
     x, gamma = xs
     return [F.elemwise_mul(x, _prelu_slope(F, eqn, x, gamma))]
 
@@ -222,3 +222,11 @@ defrule('LeakyReLU:prelu',
         lambda c, e, xs, ans, gs: [c.scale(gs[0], _prelu_slope(c.F, e, *xs)), None],
         curvature=lambda c, e, xs, ans, ts: [None], diff_args=(0,),
         doc='prelu in its data input; gamma is a parameter')
+
+
+# ----- Cast: linear; the cotangent is cast back to the input's dtype -----
+def _cast_vjp(c, eqn, xs, ans, gs):
+    return [c.F.cast(gs[0], dtype=np.dtype(eqn.in_dtypes[0]).name)]
+
+
+def_linear('Cast', _cast_vjp)

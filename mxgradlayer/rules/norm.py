@@ -10,23 +10,21 @@ InstanceNorm has no float64 kernel (see the project notes).
 
 * ``BatchNorm``: outside training (or with ``use_global_stats``) an affine map per
   channel with the running statistics; in training it normalises by the batch's
-  statistics, which couples the samples.  For the total-derivative blocks (InputGradient,
-  VJP, JVP, HVP) one graph serves both modes: a training indicator computed when the
-  graph runs selects the statistics, so a hybridized parent built in one mode stays
-  right in the other.  Per-sample blocks need the coupling known when the graph is
-  built: they lower by the mode at that time, refuse training mode (unless
-  ``couple_samples``) and rebuild when the mode changes (`_DerivativeBlock.forward`).
-  The running statistics move as with Gluon's own layer: once per backward pass through
-  the block in training (see `_batch_norm`).
+  statistics, which couples the samples.  A block that owns its graph (called on
+  NDArrays, imperative or hybridized itself) lowers it for the current mode and
+  rebuilds when the mode changes (`_DerivativeBlock.forward`).  Traced into a graph it
+  does not own (a hybridized parent's), where the mode is only known when that graph
+  runs, it computes both and a training indicator selects, which total-derivative blocks
+  accept and per-sample blocks refuse.  The running statistics move as with Gluon's own
+  layer: once per backward pass through the block in training (see `_batch_norm`).
 * ``LayerNorm``, ``InstanceNorm``, ``GroupNorm``: statistics within each sample.
 * ``Dropout``: the mask is drawn once, as ``Dropout(ones_like(x))`` (1 outside
   training), and multiplies the value and every derivative alike.
 """
 import numpy as np
-from mxnet import autograd
 
-from ..errors import UnsupportedOperatorError
-from ..graph import KEEP_MARK, tracing_per_sample
+from ..errors import SampleCouplingError, UnsupportedOperatorError
+from ..graph import KEEP_MARK
 from ..registry import def_lowering
 
 
@@ -65,7 +63,7 @@ def _training_indicator(F, dtype):
     return F._internal._not_equal_scalar(dropped, scalar=1.0)
 
 
-def _batch_norm(F, eqn, xs):
+def _batch_norm(F, eqn, xs, options):
     _single_output(eqn)
     x, gamma, beta, mean, var_ = xs
     a = eqn.attrs
@@ -74,13 +72,18 @@ def _batch_norm(F, eqn, xs):
     eps = float(a.get('eps', 1e-3))
     if a.get('fix_gamma', True):
         gamma = None
-    if a.get('use_global_stats', False) or (tracing_per_sample() and not autograd.is_training()):
+    if a.get('use_global_stats', False) or options.training is False:
         # running statistics: an affine map per channel
         scale = F.rsqrt(var_ + eps)
         scale = scale if gamma is None else F.broadcast_mul(gamma, scale)
         shift = F.elemwise_sub(beta, F.elemwise_mul(mean, scale))
         return [F.broadcast_add(F.broadcast_mul(x, _per_channel(F, scale, rank, axis)),
                                 _per_channel(F, shift, rank, axis))]
+    if options.training is None and options.per_sample:
+        raise SampleCouplingError(
+            eqn.op, eqn.name, 'inside a hybridized parent the mode is chosen when its graph '
+            'runs, and in training BatchNorm normalises by the batch: call the per-sample '
+            'block outside the hybridized parent, or set use_global_stats=True')
     axes = tuple(i for i in range(rank) if i != axis)
     batch_mean = F.mean(x, axis=axes, keepdims=True)
     batch_var = F.mean(F.square(F.broadcast_sub(x, batch_mean)), axis=axes, keepdims=True)
@@ -92,12 +95,19 @@ def _batch_norm(F, eqn, xs):
     attrs.update(output_mean_var='True', attr={KEEP_MARK: '1'})
     kernel = F.BatchNorm(F.BlockGrad(x), xs[1], beta, mean, var_, **attrs)
     # (its value is read too, one element of it: the kernel insists on writing it)
-    corner = F.slice(kernel[0], begin=(0,) * rank, end=(1,) * rank)
+    # (slice_axis, not slice: MXNet's oneDNN slice of a blocked layout divides by zero)
+    corner = kernel[0]
+    for a_ in range(rank):
+        corner = F.slice_axis(corner, axis=a_, begin=0, end=1)
     zero = F.broadcast_add(_per_channel(F, kernel[1], rank, axis), corner) * 0.0
     batch_var = F.broadcast_add(batch_var, zero)
-    if tracing_per_sample():  # training, decided now: the batch statistics couple samples
+    if options.training:  # batch statistics (they couple the samples)
         centre, spread = batch_mean, batch_var
-    else:  # total derivatives: the mode is read when the graph runs
+    else:
+        # Traced into a graph that mxgradlayer does not rebuild when the mode changes (a
+        # hybridized parent's): a training indicator read when the graph runs selects
+        # the statistics.  Both are computed, with their derivatives: in a gradient
+        # penalty on a ResNet-18 this doubles the step, so it is only done here.
         on = F.reshape(_training_indicator(F, eqn.dtype), shape=(1,) * rank)
         off = 1.0 - on
         centre = F.broadcast_add(F.broadcast_mul(batch_mean, on),
@@ -108,7 +118,7 @@ def _batch_norm(F, eqn, xs):
     return [_affine(F, y, gamma, beta, rank, axis)]
 
 
-def _layer_norm(F, eqn, xs):
+def _layer_norm(F, eqn, xs, options):
     _single_output(eqn)
     x, gamma, beta = xs
     rank = len(eqn.in_shapes[0])
@@ -117,14 +127,14 @@ def _layer_norm(F, eqn, xs):
     return [_affine(F, _standardise(F, x, axis, eps), gamma, beta, rank, axis)]
 
 
-def _instance_norm(F, eqn, xs):
+def _instance_norm(F, eqn, xs, options):
     x, gamma, beta = xs
     rank = len(eqn.in_shapes[0])
     eps = float(eqn.attrs.get('eps', 1e-3))
     return [_affine(F, _standardise(F, x, tuple(range(2, rank)), eps), gamma, beta, rank, 1)]
 
 
-def _group_norm(F, eqn, xs):
+def _group_norm(F, eqn, xs, options):
     """MXNet 1.9.1's GroupNorm: statistics per group, gamma and beta per group too."""
     _single_output(eqn)
     x, gamma, beta = xs
@@ -135,7 +145,7 @@ def _group_norm(F, eqn, xs):
     return [F.reshape_like(y, x)]
 
 
-def _dropout(F, eqn, xs):
+def _dropout(F, eqn, xs, options):
     attrs = {k: v for k, v in eqn.raw_attrs.items() if not k.startswith('__')}
     mask = F.BlockGrad(F.Dropout(F.ones_like(xs[0]), **attrs))
     return [F.elemwise_mul(xs[0], mask)]

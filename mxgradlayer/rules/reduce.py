@@ -1,7 +1,7 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Reductions: sum and mean over axes (linear; the VJP broadcasts back)."""
 from ..errors import UnsupportedOperatorError
-from ..registry import def_linear, defrule
+from ..registry import def_linear, def_lowering, defrule
 
 
 def reduced_axes(attrs, rank):
@@ -131,6 +131,17 @@ def _log_softmax_vjp(c, eqn, xs, ans, gs):  # g_x = g - y sum(g)
 
 defrule('softmax', _softmax_jvp, _softmax_vjp, _softmax_curvature)
 defrule('log_softmax', _log_softmax_jvp, _log_softmax_vjp, _log_softmax_curvature)
+
+
+def _lower_softmax_activation(F, eqn, xs, options):
+    """SoftmaxActivation (deprecated in MXNet, and what the Wolfram Language's MXNet
+    export ends its nets in): 'instance' is a softmax over the last axis (the kernel
+    flattens to mshadow's 2-D view, all leading axes by the last), 'channel' over axis 1."""
+    channel = eqn.attrs.get('mode', 'instance') == 'channel'
+    return [F.softmax(xs[0], axis=1 if channel else -1)]
+
+
+def_lowering('SoftmaxActivation', _lower_softmax_activation, doc='as softmax')
 
 
 # ----- max and min over axes: the arg-max's tangent (ties share it equally, as in

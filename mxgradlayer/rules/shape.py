@@ -33,6 +33,24 @@ def _transpose_vjp(c, eqn, xs, ans, gs):
 def_linear('transpose', _transpose_vjp)
 
 
+def _swapped(eqn):
+    rank = len(eqn.in_shapes[0])
+    return eqn.attrs.get('dim1', 0) % rank, eqn.attrs.get('dim2', 0) % rank
+
+
+def _swapaxis_jvp(c, eqn, xs, ans, ts):
+    if 0 in _swapped(eqn) and len(set(_swapped(eqn))) == 2:
+        c.coupling(eqn, 'it moves the batch axis')
+    return c.apply(eqn, ts)
+
+
+def _swapaxis_vjp(c, eqn, xs, ans, gs):  # a swap is its own inverse
+    return c.apply(eqn, gs)
+
+
+def_linear('SwapAxis', _swapaxis_vjp, jvp=_swapaxis_jvp)  # (swapaxes is its alias)
+
+
 def _zeros_piece(c, x, axis, begin, end):
     """Zeros shaped like x sliced to [begin, end) along ``axis``, in folded layout."""
     return c.zeros_tangent(c.F.slice_axis(x, axis=axis, begin=begin, end=end))
@@ -90,53 +108,28 @@ def _slice_axis_vjp(c, eqn, xs, ans, gs):
 def_linear('slice_axis', _slice_axis_vjp, jvp=_slice_axis_jvp)
 
 
-def _slice_spec(eqn):
+def _lower_slice(F, eqn, xs, options):
+    """``slice`` as one ``slice_axis`` per sliced axis.  MXNet runs ``slice`` through
+    oneDNN in float32, and its oneDNN slice of an array in a blocked layout (the output of
+    a oneDNN convolution, say) with a range that does not fit the block kills the process
+    with a division by zero; ``slice_axis`` has no oneDNN path."""
     begin, end = eqn.attrs.get('begin', ()), eqn.attrs.get('end', ())
     step = eqn.attrs.get('step', ()) or ()
-    spec = []
+    x = xs[0]
     for axis in range(len(begin)):
-        st = step[axis] if axis < len(step) else None
-        if st not in (None, 1):
-            raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP', 'slices with step != 1')
+        if axis < len(step) and step[axis] not in (None, 1):
+            raise UnsupportedOperatorError(eqn.op, eqn.name, 'lowering',
+                                           'slices with step != 1')
         b = begin[axis]
         e = end[axis] if axis < len(end) else None
-        if (b in (None, 0)) and e is None:
+        if b in (None, 0) and e is None:
             continue
-        spec.append((axis, b, e))
-    return spec
+        x = F.slice_axis(x, axis=axis, begin=0 if b is None else b, end=e)
+    return [x]
 
 
-def _slice_jvp(c, eqn, xs, ans, ts):
-    if any(axis == 0 for axis, _, _ in _slice_spec(eqn)):
-        c.coupling(eqn, 'it slices the batch axis')
-    return c.apply(eqn, ts)
-
-
-def _slice_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
-    shape = eqn.in_shapes[0]
-    g = gs[0]
-    x = xs[0]
-    # undo the slice one axis at a time, innermost first; ``x`` is sliced alongside so the
-    # zero pieces of each step have the right extent on the axes not yet undone
-    spec = _slice_spec(eqn)
-    partial = [x]
-    for axis, b, e in spec[:-1]:
-        partial.append(c.F.slice_axis(partial[-1], axis=axis, begin=b, end=e))
-    for (axis, b, e), ref in zip(reversed(spec), reversed(partial)):
-        if axis == 0:
-            c.coupling(eqn, 'it slices the batch axis')
-        rng = _norm_range(b, e, shape[axis])
-        if rng is None:
-            raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP',
-                                           'negative bounds on an axis of unknown size')
-        g = _pad_back(c, eqn, g, ref, axis, rng[0], rng[1], shape[axis])
-    return [g]
-
-
-def_linear('slice', _slice_vjp, jvp=_slice_jvp)
-def_linear('crop', _slice_vjp, jvp=_slice_jvp)
+for _op in ('slice', 'crop'):
+    def_lowering(_op, _lower_slice, doc='one slice_axis per axis')
 
 
 def _concat_axis(eqn):
@@ -272,18 +265,19 @@ def _pad_vjp(c, eqn, xs, ans, gs):
     if gs[0] is None:
         return [None]
     width = tuple(eqn.attrs['pad_width'])
-    shape = eqn.in_shapes[0]
-    begin = tuple(width[2 * i] for i in range(len(shape)))
-    end = tuple(None if shape[i] is None else b + shape[i] for i, b in enumerate(begin))
-    begin = tuple(None if shape[i] is None else b for i, b in enumerate(begin))
-    return [c.F.slice(gs[0], begin=begin, end=end)]
+    g = gs[0]
+    for axis, size in enumerate(eqn.in_shapes[0]):
+        if width[2 * axis] or width[2 * axis + 1]:  # (never the batch axis: MXNet pads space)
+            g = c.F.slice_axis(g, axis=axis, begin=width[2 * axis],
+                               end=width[2 * axis] + size)
+    return [g]
 
 
 def_linear('Pad', _pad_vjp, jvp=_pad_jvp)
 def_linear('pad', _pad_vjp, jvp=_pad_jvp)
 
 
-def _lower_pad(F, eqn, xs):
+def _lower_pad(F, eqn, xs, options):
     """Edge and reflect padding as slices, flips, repeats and a concatenation per axis
     (so their rules apply); constant padding stays the Pad operator."""
     mode = eqn.attrs.get('mode', 'constant')
