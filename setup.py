@@ -12,8 +12,10 @@ setup(
     python_requires='>=3.8,<3.12',
     install_requires=['mxnet==1.9.1', 'numpy>=1.16,<1.24'],
     extras_require={
-        'test': ['pytest', 'hypothesis'],
-        'examples': ['tqdm', 'matplotlib'],
+        'test': ['pytest==9.2.0', 'hypothesis==6.170.17'],
+        # scipy pinned: scikit-learn pulls the newest, which needs numpy >= 1.25
+        'examples': ['tqdm==4.70.1', 'matplotlib==3.10.9', 'scikit-learn==1.3.2',
+                     'scipy==1.11.4'],
     },
     classifiers=['License :: OSI Approved :: Apache Software License',
                  'Programming Language :: Python :: 3'],

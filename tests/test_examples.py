@@ -98,3 +98,19 @@ def test_force_field_from_forces_only(tmp_path):
     energy = float(res.stdout.split('energy RMSE')[1].split('(')[1].split('%')[0])
     assert force < 2.0 and energy < 1.0, res.stdout
     assert os.path.getsize(png) > 10000
+
+
+def test_gradient_regularization_resists_fgsm(tmp_path):
+    png = os.path.join(str(tmp_path), 'gr.png')
+    res = _run(['examples/gradient_regularization.py', '--epochs', '15', '--no-progress',
+                '--plot', png])
+    assert res.returncode == 0, res.stderr
+    rows = [l for l in res.stdout.splitlines() if 'clean test accuracy' in l]
+    assert len(rows) == 2, res.stdout
+    (plain_clean, plain_fgsm), (reg_clean, reg_fgsm) = [
+        (float(l.split('clean test accuracy ')[1].split()[0]), float(l.split()[-1]))
+        for l in rows]
+    # measured (15 epochs): clean 0.989 / 0.914, under FGSM at 0.1: 0.52 / 0.73
+    assert plain_clean > 0.95 and reg_clean > 0.85, res.stdout
+    assert reg_fgsm > plain_fgsm + 0.1, res.stdout
+    assert os.path.getsize(png) > 10000
