@@ -354,7 +354,8 @@ def _max_pool_primal(F, eqn, xs, memo):
     ``autograd.record(train_mode=False)`` (a gradient penalty, an attack on a model in
     inference mode) the gradient through it is silently wrong (measured: 125% relative
     error; float64, which has no oneDNN kernel, is right).  Here no Pooling backward is
-    run at all, and the windows and weights are shared with the rules (``memo``)."""
+    run at all, and the windows and weights are shared with the rules (``memo``).  The
+    cost: about 5 % of a gradient-penalty step on ResNet-18 and VGG-11 (README)."""
     if eqn.attrs.get('pool_type', 'max') != 'max' or not _covered(eqn):
         # (an uncovered pooling off the differentiated path keeps MXNet's kernel)
         return apply_op(F, eqn.op, xs, eqn.raw_attrs)
