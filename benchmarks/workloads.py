@@ -134,7 +134,7 @@ def w3(method):
             y.backward()
             nd.waitall()
         return step
-    hvp = mg.HVP(net, method='fwd_rev' if method == 'layer' else 'rev_rev')
+    hvp = mg.HVP(net, mode='fwd_rev' if method == 'layer' else 'rev_rev')
     hvp.hybridize(**FLAGS)
 
     def step():

@@ -16,7 +16,7 @@ from .errors import (MXGradLayerError, UnsupportedOperatorError, SampleCouplingE
                      InputSpecError)
 from .functional import grad, jvp, vjp, hvp, hessian, laplacian
 from .registry import supported_ops
-from .check import check
+from .coverage import check
 
 __version__ = '0.1.0'
 

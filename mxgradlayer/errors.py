@@ -17,7 +17,7 @@ class UnsupportedOperatorError(MXGradLayerError, NotImplementedError):
     """
 
     def __init__(self, op, node, mode, detail=''):
-        self.op, self.node, self.mode = op, node, mode
+        self.op, self.node, self.mode, self.detail = op, node, mode, detail
         where = f" in node '{node}'" if node else ''
         extra = f' ({detail})' if detail else ''
         super().__init__(

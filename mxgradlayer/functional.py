@@ -51,13 +51,13 @@ def vjp(net, *inputs_and_w, wrt=0):
     return _block(VJP, net, wrt=wrt)(*inputs_and_w)
 
 
-def hvp(net, *inputs_and_v, wrt=0, method='fwd_rev'):
+def hvp(net, *inputs_and_v, wrt=0, mode='fwd_rev'):
     """H v for H the Hessian of ``net(*inputs).sum()`` by ``inputs[wrt]``.
 
-    Forward-over-reverse by default (``method='rev_rev'`` for reverse-over-reverse);
+    Forward-over-reverse by default (``mode='rev_rev'`` for reverse-over-reverse);
     see `HVP`.  Call as ``hvp(net, x, v)``.
     """
-    return _block(HVP, net, wrt=wrt, method=method)(*inputs_and_v)
+    return _block(HVP, net, wrt=wrt, mode=mode)(*inputs_and_v)
 
 
 def hessian(net, *inputs, wrt=0):

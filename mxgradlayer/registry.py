@@ -1,91 +1,174 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
-"""The single table of derivative rules, keyed by MXNet operator name.
+"""The operator table: one `OpDef` per MXNet operator, filled only by the helpers below.
 
-Every rule receives ``(c, eqn, xs, ans, ...)``: ``c`` is the `RuleContext` (``c.F`` is
-``mx.nd`` or ``mx.sym``, ``c.K`` the number of tangents folded into the batch axis),
-``eqn`` the `Eqn` record (parsed ``attrs``, static shapes), ``xs`` the primal inputs,
-``ans`` the primal outputs (a list).  Then:
+An entry holds everything mxgradlayer knows of an operator (or of one ``act_type`` of
+``Activation`` / ``LeakyReLU``, keyed ``'Activation:tanh'``): its rules by kind, a
+primal override, a lowering, the inputs it differentiates, an attribute validator and
+how it treats the batch axis.  The family modules in `mxgradlayer.rules` fill it, one
+short line per operator where a helper fits:
 
-* ``jvp(c, eqn, xs, ans, ts)``: ``ts`` has one tangent per input (``None`` = zero);
-  returns one tangent per output (``None`` = zero).
-* ``vjp(c, eqn, xs, ans, gs)``: ``gs`` has one cotangent per output (``None`` = zero);
-  returns one cotangent per input (``None`` = zero or not differentiated).
+* `def_elementwise` (f' and f''), `def_linear` (a transpose), `def_bilinear` (a product
+  and its two transposes), `def_zero` (piecewise constant), `def_lowering` (rewritten into
+  covered operators when traced), and `define`, the general one all of them call.
+
+Rules, by kind (``KINDS``); each receives ``(c, eqn, xs, ans, ...)``: ``c`` the
+interpreter's `transform.RuleContext` (``c.F`` is ``mx.nd`` or ``mx.sym``, ``c.K`` the
+number of directions folded into the batch axis), ``eqn`` the node (`ir.Eqn`: parsed
+``attrs``, static shapes), ``xs`` the primal inputs, ``ans`` the primal outputs:
+
+* ``jvp(c, eqn, xs, ans, ts)``: one tangent per input in, one per output out;
+* ``vjp(c, eqn, xs, ans, gs)``: one cotangent per output in, one per input out;
 * ``curvature(c, eqn, xs, ans, ts)``: for the forward Laplacian, the second-order term
-  sum_k D^2 f(x)[t_k, t_k] per output; a rule without one is linear in its inputs.
-* ``laplacian(c, eqn, xs, ans, ts, ls)`` (optional): the whole forward-Laplacian step,
-  where ``ls`` are the inputs' Laplacians; for rules that need fewer operators than
-  ``jvp(ls) + curvature(ts)`` (elementwise rows with a ``ratio``).
+  sum_k D^2 f(x)[t_k, t_k] per output (`no_curvature` for operators linear in their
+  differentiated inputs);
+* ``laplacian(c, eqn, xs, ans, ts, ls)`` (optional, used instead of jvp(ls) + curvature):
+  the whole forward-Laplacian step, where ``ls`` are the inputs' Laplacians.
 
-Tangents and cotangents are batched by folding: ``K`` directions of a tensor of shape
-(B, *s) are one tensor of shape (K*B, *s), direction-major.  Operators that act on each
-sample alone then apply unchanged to it; rules only re-broadcast primal factors
-(`RuleContext.scale`).  Rules emit only operators that are themselves in this table, so
-every derived graph can be differentiated again (tests/test_closure.py checks it).
+Zero is None, everywhere: a zero tangent, cotangent, curvature or Laplacian is None, in
+and out, and an operator whose derivative vanishes is `def_zero` (the interpreter then
+calls none of its rules).  What the interpreter (`transform`) guarantees every rule:
+
+* it runs for a node on a differentiated path, with at least one tangent (JVP,
+  curvature, step) or cotangent (VJP) that is not None; so a rule's only input tangent or
+  only output cotangent is never None;
+* the inputs that carry a derivative are among the entry's ``diff_args``;
+* the entry's ``validate(eqn)`` returned None (a string is the reason to refuse);
+* in a per-sample sweep, ``couples(eqn)`` returned None and the node keeps axis 0 as the
+  batch axis of its differentiated inputs and outputs;
+* a VJP need only return the cotangents of inputs ``j`` with ``c.needs(j)``.
+
+Tangents and cotangents are batched by folding: K directions of a tensor of shape (B, *s)
+are one tensor of shape (K*B, *s), direction-major, so an operator that acts on each
+sample alone applies unchanged to them, and rules only re-broadcast primal factors
+(``c.scale``, ``c.repeat``).  Rules emit only operators that are themselves in this
+table, so every derived graph can be differentiated again (tests/test_closure.py).
 """
 import inspect
 
-import mxnet as mx
-from mxnet import autograd
+from .errors import UnsupportedOperatorError
 
-from .errors import UnsupportedOperatorError, SampleCouplingError
-from .graph import apply_op
+__all__ = ['OpDef', 'KINDS', 'define', 'def_elementwise', 'def_linear', 'def_bilinear',
+           'def_zero', 'def_lowering', 'no_curvature', 'lookup', 'entry', 'op_key',
+           'supported_ops', 'aliases', 'operators', 'zero_derivative_ops', 'add']
 
-__all__ = ['Rule', 'RULES', 'defrule', 'def_elementwise', 'def_zero', 'def_linear',
-           'supported_ops', 'lookup', 'RuleContext', 'ZERO_DERIVATIVE_OPS', 'PRIMALS',
-           'LOWERINGS', 'def_lowering', 'unrecorded']
-
-
-class Rule:
-    """The derivative rules of one operator (or one ``act_type`` of it)."""
-    __slots__ = ('jvp', 'vjp', 'curvature', 'linear', 'diff_args', 'doc', 'laplacian')
-
-    def __init__(self, jvp, vjp, curvature=None, linear=False, diff_args=None, doc='',
-                 laplacian=None):
-        self.jvp, self.vjp, self.curvature = jvp, vjp, curvature
-        self.linear, self.diff_args, self.doc = linear, diff_args, doc
-        self.laplacian = laplacian
+# The rule kinds; a new mode adds its kind here and its rules beside the others.
+KINDS = ('jvp', 'vjp', 'curvature', 'laplacian')
+# The kinds each interpreter mode needs (any one of a tuple's alternatives).
+_NEEDS = {'JVP': ('jvp',), 'VJP': ('vjp',), 'forward-Laplacian': ('jvp', ('curvature',
+                                                                           'laplacian'))}
 
 
-RULES = {}
-ZERO_DERIVATIVE_OPS = set()
-# Operators whose MXNet kernel is replaced by primitives when the graph is re-applied,
-# ``fn(F, eqn, xs, memo) -> outputs`` (``memo`` is shared with the sweep's rules):
-# MXNet's LeakyReLU variants compute in float32 on float64 data, its SELU backward is
-# wrong for x < 0, and its oneDNN max-pooling backward is wrong after an inference-mode
-# forward, so their values and parameter gradients come from primitives.
-PRIMALS = {}
-# Operators rewritten into primitives when a block is traced (see graph.lower): the
-# normalisations and Dropout, whose derivatives then follow from their parts' rules.
-# A lowering is ``fn(F, eqn, xs, options) -> outputs``, or None to keep the node as it
-# is; ``options`` is the trace's `graph.TraceOptions`, and a ``mode_dependent`` lowering
-# (BatchNorm) reads ``options.training`` from it.
-LOWERINGS = {}
+class OpDef:
+    """Everything known of one operator.  Entries are replaced, never changed in place.
+
+    Attributes
+    ----------
+    name : str
+        The key: the MXNet operator name, or ``'Op:act_type'``.
+    rules : dict
+        kind -> rule function (see the module's contract).
+    primal : callable or None
+        ``fn(F, eqn, xs, memo) -> outputs``, replacing MXNet's kernel when the traced graph
+        is evaluated (where MXNet's kernel is inexact or its backward wrong); ``memo`` is
+        shared with the sweep's rules, so a factor they reuse is built once.
+    lowering : callable or None
+        ``fn(F, eqn, xs, options) -> outputs or None``, rewriting the node into covered
+        operators when a block is traced (None: keep this node as it is); ``options``
+        is the trace's `tracing.TraceOptions`.
+    mode_dependent : bool
+        The lowering depends on ``options.training`` (BatchNorm).
+    diff_args : tuple of int or None
+        The inputs that may depend on a differentiated input (None: all).
+    not_differentiable : str
+        Why the other inputs cannot be differentiated, for the error.
+    validate : callable or None
+        ``fn(eqn) -> None or reason``: attribute combinations the rules do not cover.
+    couples : callable or None
+        ``fn(eqn) -> None or reason``: why the node mixes the samples of a batch (it acts
+        along the batch axis), refused in per-sample sweeps.
+    zero : bool
+        The derivative is zero (piecewise constant): no rule runs, nothing depends on it.
+    aliases : tuple of str
+        Other names MXNet gives the same operator; they share this entry.
+    doc : str
+    """
+    __slots__ = ('name', 'rules', 'primal', 'lowering', 'mode_dependent', 'diff_args',
+                 'not_differentiable', 'validate', 'couples', 'zero', 'aliases', 'doc')
+
+    def __init__(self, name):
+        self.name, self.rules = name, {}
+        self.primal = self.lowering = self.diff_args = self.validate = self.couples = None
+        self.mode_dependent = self.zero = False
+        self.aliases, self.doc, self.not_differentiable = (), '', ''
+
+    def replaced(self, rules, fields):
+        new = OpDef(self.name)
+        for slot in self.__slots__:
+            setattr(new, slot, getattr(self, slot))
+        new.rules = {**self.rules, **rules}
+        for key, value in fields.items():
+            setattr(new, key, value)
+        return new
+
+    def supports(self, mode):
+        return self.zero or all(
+            any(k in self.rules for k in (need if isinstance(need, tuple) else (need,)))
+            for need in _NEEDS[mode])
+
+    def __repr__(self):
+        return f'OpDef({self.name}: {", ".join(self.rules) or "no rules"})'
 
 
-def def_lowering(op, fn, mode_dependent=False, doc=''):
-    fn.mode_dependent, fn.doc = mode_dependent, doc
-    LOWERINGS[op] = fn
+_OPS = {}      # name or alias -> OpDef
+_ZERO = set()  # names of the def_zero operators (read on every imperative operator call)
 
 
-def defrule(op, jvp, vjp, curvature=None, linear=False, diff_args=None, doc='',
-            laplacian=None):
-    """Register the rules of ``op``; ``op`` may be ``'Activation:tanh'``-style."""
-    RULES[op] = Rule(jvp, vjp, curvature, linear, diff_args, doc, laplacian)
+def define(op, aliases=(), **fields):
+    """Add to (or replace parts of) the entry of ``op``: rule kinds by keyword (``jvp=``,
+    ``vjp=``, ``curvature=``, ``laplacian=``, or a new kind) and `OpDef` fields
+    (``primal=``, ``lowering=``, ``diff_args=``, ``validate=``, ``couples=``, ...).
+    ``aliases``: other names of the same operator, sharing the entry."""
+    rules = {k: fields.pop(k) for k in list(fields) if k in KINDS}
+    unknown = set(fields) - set(OpDef.__slots__)
+    if unknown:
+        raise TypeError(f'define({op!r}): unknown fields {sorted(unknown)}; rule kinds are '
+                        f'{KINDS} (add a new kind to registry.KINDS)')
+    old = _OPS.get(op) or OpDef(op)
+    fields['aliases'] = tuple(dict.fromkeys(old.aliases + tuple(aliases)))
+    new = old.replaced(rules, fields)
+    for name in (op,) + new.aliases:
+        _OPS[name] = new
+        (_ZERO.add if new.zero else _ZERO.discard)(name)
+    return new
 
 
-def def_elementwise(op, d1, d2=None, ratio=None, doc=''):
-    """Unary elementwise ``f``: ``d1(F, x, ans, attrs)`` is f'(x); for the forward
-    Laplacian either ``d2``, f''(x), or ``ratio``, f''/f'.
+def no_curvature(c, eqn, xs, ans, ts):
+    """The curvature of an operator linear in its differentiated inputs: zero."""
+    return [None] * eqn.num_outputs
+
+
+def add(F, a, b):
+    """a + b where None stands for zero."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return F.elemwise_add(a, b)
+
+
+def def_elementwise(op, d1, d2=None, ratio=None, aliases=(), **fields):
+    """Unary elementwise ``f`` from ``d1(F, x, ans, attrs)`` = f'(x) and, for the forward
+    Laplacian, either ``d2`` = f''(x) (None: f'' = 0, as for relu) or ``ratio`` = f''/f'.
 
     A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (softrelu's
-    f'' = s(1 - s) with s = f'), so the forward Laplacian does not compute it twice.
-    ``ratio(F, x, ans, attrs)``, where f'' = ratio f' with a cheap ratio (tanh: -2 y), makes
-    the forward-Laplacian step f' (l + ratio q) (l the input's Laplacian, q the sum of the
-    squared tangents): four operators against five for f' l + f'' q, and f' is read by
-    one operator fewer.  Activations are most of a PINN's derived graph (W2: 47 operators
-    against 49, 3.5 % of the training step).
+    f'' = s(1 - s) with s = f'), so the forward Laplacian does not compute it twice.  A
+    ``ratio`` where f'' = ratio f' is cheap (tanh: -2 y) makes the forward-Laplacian step
+    f' (l + ratio q) (l the input's Laplacian, q the sum of the squared tangents): four
+    operators against five for f' l + f'' q, and f' is read once less; activations are
+    most of a PINN's derived graph.
     """
     d2_reuses_d1 = d2 is not None and 'd1' in inspect.signature(d2).parameters
+
     def first(c, eqn, xs, ans):
         return c.memo((eqn.nid, 'd1'), lambda: d1(c.F, xs[0], ans[0], eqn.attrs))
 
@@ -98,11 +181,10 @@ def def_elementwise(op, d1, d2=None, ratio=None, doc=''):
     def curvature(c, eqn, xs, ans, ts):
         if d2 is None:
             return [None]
-        if d2_reuses_d1:
-            second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs,
-                                                        d1=first(c, eqn, xs, ans)))
-        else:
-            second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs))
+        extra = {'d1': first(c, eqn, xs, ans)} if d2_reuses_d1 else {}
+        second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs, **extra))
+        if second is None:  # f'' = 0 for these attributes
+            return [None]
         return [c.F.elemwise_mul(second, c.sum_directions(c.F.square(ts[0])))]
 
     def laplacian(c, eqn, xs, ans, ts, ls):
@@ -112,194 +194,138 @@ def def_elementwise(op, d1, d2=None, ratio=None, doc=''):
         if ls[0] is not None:
             inner = F.elemwise_add(ls[0], inner)
         return [F.elemwise_mul(first(c, eqn, xs, ans), inner)]
-    if ratio is not None:
-        defrule(op, jvp, vjp, doc=doc, laplacian=laplacian)
-    else:
-        defrule(op, jvp, vjp, curvature, doc=doc)
+
+    second_order = {'laplacian': laplacian} if ratio is not None else {'curvature': curvature}
+    return define(op, aliases, jvp=jvp, vjp=vjp, **second_order, **fields)
 
 
-def def_linear(op, transpose, jvp=None, doc=''):
-    """An operator linear in its data input(s): the JVP re-applies it to the tangents."""
-    def same(c, eqn, xs, ans, ts):
-        if all(t is None for t in ts):
-            return [None] * eqn.num_outputs
-        ts = [c.zeros_tangent(x) if t is None else t for x, t in zip(xs, ts)]
-        return c.apply(eqn, ts)
-    defrule(op, jvp or same, transpose, None, linear=True, doc=doc)
+def def_linear(op, transpose, jvp=None, aliases=(), **fields):
+    """An operator linear in its differentiated inputs: ``transpose`` is its VJP; the JVP
+    re-applies the operator to the tangents (zeros for inputs without one) unless given."""
+    return define(op, aliases, jvp=jvp or _reapplied, vjp=transpose, curvature=no_curvature,
+                  **fields)
 
 
-def _zero_jvp(c, eqn, xs, ans, ts):
-    return [None] * eqn.num_outputs
+def _reapplied(c, eqn, xs, ans, ts):
+    ts = [c.zeros_tangent(x) if t is None else t for x, t in zip(xs, ts)]
+    return c.apply(eqn, ts)
 
 
-def _zero_vjp(c, eqn, xs, ans, gs):
-    return [None] * len(xs)
+def def_bilinear(op, product, transpose_left, transpose_right, shared_right=True,
+                 right='right operand', bias=None, aliases=(), **fields):
+    """``op(a, b[, bias])``, linear in ``a`` and in ``b`` separately (dot, FullyConnected).
+
+    ``product(c, eqn, a, b)``: the operator without bias; ``transpose_left(c, eqn, g, a,
+    b)`` and ``transpose_right(c, eqn, g, a, b)``: the cotangents of ``a`` and ``b``.  Then the
+    JVP is product(ta, b) + product(a, tb), the curvature 2 product(ta, tb) and the VJP the
+    two transposes.  ``shared_right``: ``b`` is shared by every sample (a weight matrix),
+    so its tangent has no batch axis to fold directions into: exact for one direction and
+    refused in per-sample sweeps (``right`` names it in the error); otherwise (batch_dot)
+    ``b`` has a batch axis and primal factors are repeated for the folded directions.
+    ``bias``: ``(tangent(c, eqn, t, ans), cotangent(c, eqn, g))`` of an additive third
+    input, shared like a weight.
+    """
+    def operand(c, x):
+        return c.repeat(x) if not shared_right else x
+
+    def shared(c, eqn, what):
+        if shared_right:
+            c.coupling(eqn, f'its {what} depends on the input')
+
+    def jvp(c, eqn, xs, ans, ts):
+        out = None
+        if ts[0] is not None:
+            out = product(c, eqn, ts[0], operand(c, xs[1]))
+        if ts[1] is not None:
+            shared(c, eqn, right)
+            out = add(c.F, out, product(c, eqn, operand(c, xs[0]), ts[1]))
+        if len(ts) > 2 and ts[2] is not None:
+            shared(c, eqn, 'bias')
+            out = add(c.F, out, bias[0](c, eqn, ts[2], ans[0]))
+        return [out]
+
+    def curvature(c, eqn, xs, ans, ts):
+        if ts[0] is None or ts[1] is None:
+            return [None]
+        return [c.sum_directions(product(c, eqn, ts[0], ts[1])) * 2.0]
+
+    def vjp(c, eqn, xs, ans, gs):
+        out = [None] * len(xs)
+        a, b = operand(c, xs[0]), operand(c, xs[1])
+        if c.needs(0):
+            out[0] = transpose_left(c, eqn, gs[0], a, b)
+        if c.needs(1):
+            shared(c, eqn, right)
+            out[1] = transpose_right(c, eqn, gs[0], a, b)
+        if len(xs) > 2 and c.needs(2):
+            shared(c, eqn, 'bias')
+            out[2] = bias[1](c, eqn, gs[0])
+        return out
+    return define(op, aliases, jvp=jvp, vjp=vjp, curvature=curvature, **fields)
 
 
 def def_zero(*ops):
-    """Piecewise-constant operators (sign, comparisons, *_like): derivative zero."""
+    """Piecewise-constant operators (sign, comparisons, ``*_like``, constructors): the
+    derivative is zero, so nothing downstream depends on their input."""
     for op in ops:
-        ZERO_DERIVATIVE_OPS.add(op)
-        defrule(op, _zero_jvp, _zero_vjp, None, linear=True, doc='piecewise constant')
+        define(op, zero=True, doc='piecewise constant')
 
 
-def add(F, a, b):
-    """a + b where None stands for zero."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return F.elemwise_add(a, b)
+def def_lowering(op, fn, mode_dependent=False, aliases=(), doc=''):
+    """Rewrite ``op`` into covered operators when a block is traced:
+    ``fn(F, eqn, xs, options)`` returns the outputs, or None to keep the node as it is."""
+    return define(op, aliases, lowering=fn, mode_dependent=mode_dependent, doc=doc)
 
 
-_DISPATCH_ATTR = {'Activation': 'act_type', 'LeakyReLU': 'act_type'}
+# ----- reading the table -----
+_DISPATCH_ATTR = {'Activation': ('act_type', None), 'LeakyReLU': ('act_type', 'leaky')}
 
 
-def rule_key(eqn):
-    attr = _DISPATCH_ATTR.get(eqn.op)
-    if attr is None:
+def op_key(eqn):
+    """The table key of a node: its operator, or ``'Op:act_type'`` for the activations."""
+    dispatch = _DISPATCH_ATTR.get(eqn.op)
+    if dispatch is None:
         return eqn.op
-    default = 'leaky' if eqn.op == 'LeakyReLU' else None
-    return f'{eqn.op}:{eqn.attrs.get(attr, default)}'
+    return f'{eqn.op}:{eqn.attrs.get(dispatch[0], dispatch[1])}'
+
+
+def entry(eqn):
+    """The `OpDef` of a node, or None."""
+    return _OPS.get(op_key(eqn))
 
 
 def lookup(eqn, mode):
-    """The rule for ``eqn``, or an `UnsupportedOperatorError` naming op, node and mode."""
-    rule = RULES.get(rule_key(eqn))
-    if rule is None or (mode == 'forward-Laplacian' and rule.curvature is None
-                        and rule.laplacian is None and not rule.linear):
-        raise UnsupportedOperatorError(rule_key(eqn), eqn.name, mode)
-    return rule
+    """The `OpDef` of ``eqn`` with the rules ``mode`` needs ('JVP', 'VJP' or
+    'forward-Laplacian'), or an `UnsupportedOperatorError` naming op, node and mode."""
+    opdef = entry(eqn)
+    if opdef is None or not opdef.supports(mode):
+        raise UnsupportedOperatorError(op_key(eqn), eqn.name, mode)
+    return opdef
+
+
+def operators():
+    """name -> `OpDef` of every registered name (aliases included)."""
+    return dict(_OPS)
+
+
+def aliases():
+    """alias -> the name its entry is registered under."""
+    return {alias: d.name for d in _OPS.values() for alias in d.aliases}
+
+
+def zero_derivative_ops():
+    return _ZERO
 
 
 def supported_ops():
-    """Sorted list of the operators (``Op`` or ``Op:act_type``) that have rules or are
-    rewritten into operators that have."""
-    return sorted(set(RULES) | set(LOWERINGS))
+    """Sorted list of the operators (``Op`` or ``Op:act_type``) mxgradlayer can
+    differentiate: those with rules, and those rewritten into operators that have."""
+    return sorted(_OPS)
 
 
-class _Unrecorded:
-    """``mx.nd`` (or one of its namespaces) whose piecewise-constant operators run with
-    autograd paused: they have no derivative, so recording them only adds hazards.
-
-    In mxnet 1.9.1, a node all of whose output gradients are zero operators (the
-    ``zeros_like`` that ``ones_like``, ``BlockGrad`` or a comparison pass back) is not
-    differentiated; nnvm's gradient pass emits ``zeros_like`` of each of its inputs
-    instead.  Imperative autograd keeps only the inputs an operator's own backward reads,
-    and broadcast_add and broadcast_sub read none, so that ``zeros_like`` reads a freed
-    array and the process dies in ``SetDependency``.  A derivative block seeds its
-    reverse sweep with ones shaped like the network's output and builds masks from
-    values nothing else differentiates, so without this a loss on ``InputGradient`` of
-    ``Dense(x) + sum(sin(x))`` segfaulted in backward (README, known issues).  Cached
-    graphs keep every array and are not affected.
-
-    The operand that only lends its shape to ``broadcast_like`` and ``reshape_like`` gets
-    such a zero gradient too (a Laplacian's curvature broadcast like a primal value that
-    ends in a broadcast_add segfaulted the same way), so it is passed detached: the same
-    data, no history, no operator.
-    """
-
-    def __init__(self, space):
-        self._space = space
-
-    def __getattr__(self, name):
-        attr = getattr(self._space, name)
-        if name in ('_internal', 'contrib'):
-            return _Unrecorded(attr)
-        if name in _SHAPE_OPERAND:
-            def detached(lhs, rhs, *args, **kwargs):
-                return attr(lhs, rhs.detach(), *args, **kwargs)
-            return detached
-        if name not in ZERO_DERIVATIVE_OPS:
-            return attr
-
-        def paused(*args, **kwargs):
-            with autograd.pause():
-                return attr(*args, **kwargs)
-        return paused
-
-
-_SHAPE_OPERAND = ('broadcast_like', 'reshape_like')
-
-
-def unrecorded(F):
-    """``F`` itself for ``mx.sym``; for ``mx.nd``, a view that does not record
-    piecewise-constant operators (see `_Unrecorded`)."""
-    return _Unrecorded(F) if F is mx.nd else F
-
-
-class RuleContext:
-    """What a rule may use besides ``F``: folding helpers for ``K`` batched directions."""
-
-    def __init__(self, F, K, per_sample=None, memo=None):
-        self.F, self.K = unrecorded(F), K
-        # per-sample blocks need sample-local operators even for one direction
-        self.per_sample = K > 1 if per_sample is None else per_sample
-        self._memo = {} if memo is None else memo
-        self.hot = None  # positions of the inputs a VJP must return (None: all)
-
-    def needs(self, j):
-        """Whether a VJP rule must compute the cotangent of input ``j`` (it depends on
-        a differentiated input); skipping the others saves work and avoids refusing a
-        broadcast parameter that is not differentiated anyway."""
-        return self.hot is None or j in self.hot
-
-    def memo(self, key, make):
-        """A primal-derived factor built once per sweep (MXNet does not merge duplicates)."""
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
-
-    def apply(self, eqn, inputs, **overrides):
-        attrs = dict(eqn.raw_attrs)
-        attrs.update({k: str(v) for k, v in overrides.items()})
-        return apply_op(self.F, eqn.op, inputs, attrs)
-
-    def scale(self, t, d, broadcast=False):
-        """Multiply folded directions ``t`` (K*B, *s) by a primal factor ``d`` (B, *s).
-
-        ``broadcast``: the two may differ in shape by numpy broadcasting (same rank).
-        """
-        if t is None:
-            return None
-        F = self.F
-        if self.K == 1:
-            return F.broadcast_mul(t, d) if broadcast else F.elemwise_mul(t, d)
-        if not broadcast:
-            return F.elemwise_mul(t, self.repeat(d))
-        unfolded = F.reshape(t, shape=(-4, self.K, -1, -2))
-        return F.reshape(F.broadcast_mul(unfolded, F.expand_dims(d, axis=0)), shape=(-3, -2))
-
-    def repeat(self, x):
-        """Primal ``x`` (B, *s) repeated for the K folded directions: (K*B, *s).
-
-        A concatenation rather than a broadcast: MXNet's backward of a broadcast is a
-        generic reduction, several times slower than the slices that undo a concat.
-        """
-        if self.K == 1:
-            return x
-        # keyed by identity; the entry holds x itself, so the id cannot be reused meanwhile
-        key = (id(x), 'repeat')
-        if key not in self._memo or self._memo[key][0] is not x:
-            self._memo[key] = (x, self.F.concat(*([x] * self.K), dim=0))
-        return self._memo[key][1]
-
-    def sum_directions(self, t):
-        """Sum folded directions (K*B, *s) -> (B, *s).
-
-        add_n over K slices: several times faster than a reduction over a new axis on
-        MXNet's CPU kernels (0.4 ms against 2.3 ms for K = 2, B = 4096, 64 features).
-        """
-        if self.K == 1:
-            return t
-        parts = self.F.split(t, num_outputs=self.K, axis=0)
-        return self.F.add_n(*[parts[k] for k in range(self.K)])
-
-    def zeros_tangent(self, x):
-        """A zero tangent for primal ``x`` in folded layout: (K*B, *s)."""
-        return self.repeat(self.F.zeros_like(x))
-
-    def coupling(self, eqn, why):
-        """Refuse an operator that mixes samples, in a per-sample computation."""
-        if self.per_sample:
-            raise SampleCouplingError(eqn.op, eqn.name, why)
+def restore(snapshot):
+    """Put back a table saved with `operators` (tests that register wrong rules)."""
+    _OPS.clear()
+    _OPS.update(snapshot)
+    _ZERO.clear()
+    _ZERO.update(name for name, d in _OPS.items() if d.zero)

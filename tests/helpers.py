@@ -42,10 +42,10 @@ def exact_primal(net):
     """``net`` evaluated as derivative blocks evaluate it: MXNet's float32-accurate
     LeakyReLU kernels replaced by float64-exact primitives.  A reference for finite
     differences of networks with those layers."""
-    import mxgradlayer.blocks as blocks
+    from mxgradlayer.blocks import DerivativeBlock
     from mxgradlayer.transform import evaluate_primal
 
-    class ExactPrimal(blocks._DerivativeBlock):
+    class ExactPrimal(DerivativeBlock):
         def _compute(self, F, graph, inputs, vectors, params):
             vals = evaluate_primal(F, graph, inputs, params)
             outs = [vals[n][k] for n, k in graph.heads]

@@ -6,11 +6,11 @@ import mxnet as mx
 import pytest
 
 import mxgradlayer as mg
-from mxgradlayer.registry import LOWERINGS, RULES, ZERO_DERIVATIVE_OPS, rule_key
-from mxgradlayer.graph import Eqn
+from mxgradlayer import registry
+from mxgradlayer.ir import Eqn
 
 from helpers import Lambda
-from op_specs import SPECS, VARIANTS, ALIASES
+from op_specs import SPECS, VARIANTS
 
 
 def _emitted_ops(block, n_inputs, shapes):
@@ -38,19 +38,29 @@ def test_rules_emit_only_covered_operators(spec):
                     *[mx.nd.zeros(s, dtype='float64') for s in spec.shapes])
                 shapes[-1] = out.shape
             for eqn in _emitted_ops(block, len(shapes), shapes):
-                # a lowered operator is rewritten again when the derived block is traced
-                assert rule_key(eqn) in RULES or eqn.op in LOWERINGS, \
-                    f'{mode} of {spec.op} emits {rule_key(eqn)}, which has no rule'
+                # (a lowered operator is rewritten again when the derived block is traced)
+                assert registry.entry(eqn) is not None, \
+                    f'{mode} of {spec.op} emits {registry.op_key(eqn)}, which has no rule'
 
 
 def test_every_registered_operator_has_a_spec_row():
     tested = {s.op for s in SPECS + VARIANTS}
-    missing = [op for op in list(RULES) + list(LOWERINGS)
-               if op not in tested and op not in ZERO_DERIVATIVE_OPS
-               and ALIASES.get(op) not in tested]
+    aliases = registry.aliases()
+    missing = [op for op, opdef in registry.operators().items()
+               if op not in tested and not opdef.zero and aliases.get(op) not in tested]
     assert not missing, f'operators with rules but no row in tests/op_specs.py: {missing}'
 
 
-def test_supported_ops_is_the_registry():
-    assert mg.supported_ops() == sorted(set(RULES) | set(LOWERINGS))
+def test_supported_ops_is_the_table():
+    assert mg.supported_ops() == sorted(registry.operators())
     assert 'FullyConnected' in mg.supported_ops() and 'Activation:tanh' in mg.supported_ops()
+    # an alias shares its entry: one definition, two names
+    assert registry.operators()['concat'] is registry.operators()['Concat']
+
+
+def test_every_entry_can_be_differentiated_or_is_rewritten():
+    for op, opdef in registry.operators().items():
+        assert opdef.zero or opdef.lowering is not None or {'jvp', 'vjp'} <= set(opdef.rules), \
+            f'{op}: an entry with rules must have a JVP and a VJP'
+        for kind in opdef.rules:
+            assert kind in registry.KINDS, f'{op}: unknown rule kind {kind!r}'

@@ -43,9 +43,12 @@ def test_closed_forms_of_second_order_blocks(hybridize):
     got = _h(mg.Hessian(u), hybridize)(x).asnumpy()
     assert got.shape == (5, 1, 2, 2)
     assert relative_error(got[:, 0], H) < 1e-12
-    for method in ('fwd_rev', 'rev_rev'):
-        hv = _h(mg.HVP(u, method=method), hybridize)(x, v).asnumpy()
+    for mode in ('fwd_rev', 'rev_rev'):
+        hv = _h(mg.HVP(u, mode=mode), hybridize)(x, v).asnumpy()
         assert relative_error(hv, np.einsum('bij,bj->bi', H, v.asnumpy())) < 1e-12
+    with pytest.warns(DeprecationWarning, match='mode='):  # the former name still works
+        old = mg.HVP(u, method='rev_rev')
+    assert old._mode == 'rev_rev'
     for method in ('forward', 'hessian_trace'):
         lap = _h(mg.Laplacian(u, method=method), hybridize)(x).asnumpy()
         assert lap.shape == (5, 1)

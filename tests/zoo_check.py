@@ -182,7 +182,7 @@ def main():
         hvp_blk = mg.HVP(head)
         hvp_blk.hybridize()
         hvp32 = hvp_blk(x32, v32).asnumpy()
-        hvp32_rr = mg.HVP(head, method='rev_rev')(x32, v32).asnumpy()
+        hvp32_rr = mg.HVP(head, mode='rev_rev')(x32, v32).asnumpy()
         del hvp_blk
         gc.collect()
 

@@ -11,7 +11,7 @@ def neg(F, x):
 
 def unbroadcast(c, eqn, g, in_shape, out_shape):
     """Sum cotangent ``g`` (of ``out_shape``) down to ``in_shape`` (numpy broadcasting)."""
-    if g is None or tuple(in_shape) == tuple(out_shape):
+    if tuple(in_shape) == tuple(out_shape):
         return g
     lead = len(out_shape) - len(in_shape)
     keep = tuple(i + lead for i, d in enumerate(in_shape)

@@ -8,7 +8,7 @@ the folded directions.  ``None`` partials mean 1 (so addition emits no multiply)
 """
 import math
 
-from ..registry import def_elementwise, def_linear, defrule
+from ..registry import def_elementwise, def_linear, define, no_curvature
 from ._helpers import add, broadcast_tangent, neg, unbroadcast
 
 ONE, MINUS_ONE = 'one', 'minus_one'
@@ -24,11 +24,11 @@ def _times(c, t, d, broadcast):
     return c.scale(t, d, broadcast=broadcast)
 
 
-def _binary(op, partials, second=None, broadcast=False):
+def _binary(op, partials, second, broadcast=False):
     """Register a binary operator from ``partials(F, a, b, ans) -> (da, db)``.
 
-    ``second(F, a, b, ans) -> (daa, dab, dbb)`` (None entries are zero) enables the
-    forward Laplacian.
+    ``second(F, a, b, ans) -> (daa, dab, dbb)`` (None entries are zero) gives the
+    forward Laplacian's curvature.
     """
     def jvp(c, eqn, xs, ans, ts):
         a, b = xs
@@ -67,7 +67,7 @@ def _binary(op, partials, second=None, broadcast=False):
             total = F.elemwise_add(total, t)
         return [total]
 
-    defrule(op, jvp, vjp, curvature if second else None, linear=second is None)
+    define(op, jvp=jvp, vjp=vjp, curvature=curvature)
 
 
 def _add_partials(F, a, b, ans):
@@ -114,7 +114,7 @@ def _min_partials(F, a, b, ans):
     return m, 1.0 - m
 
 
-def _zero_second(F, a, b, ans):
+def _zero_second(F, a, b, ans):  # linear, or piecewise so
     return None, None, None
 
 
@@ -163,7 +163,7 @@ def _same_vjp(c, eqn, xs, ans, gs):
 
 
 def _apply_vjp(c, eqn, xs, ans, gs):
-    return [None if gs[0] is None else c.apply(eqn, [gs[0]])[0]]
+    return c.apply(eqn, [gs[0]])
 
 
 def _identity_jvp(c, eqn, xs, ans, ts):
@@ -199,7 +199,7 @@ def _pow_d1(F, x, y, a):
 def _pow_d2(F, x, y, a):
     p = _scalar(a)
     if p in (0.0, 1.0):
-        return F.zeros_like(x)
+        return None
     if p == 2.0:
         return F.ones_like(x) * 2.0
     return F._internal._power_scalar(x, scalar=p - 2.0) * (p * (p - 1.0))
@@ -210,11 +210,9 @@ def_elementwise('_rpower_scalar', lambda F, x, y, a: y * math.log(_scalar(a)),
                 lambda F, x, y, a: y * math.log(_scalar(a)) ** 2)
 # maximum(x, s): MXNet's backward passes the gradient where x >= s (and x <= s for minimum)
 def_elementwise('_maximum_scalar',
-                lambda F, x, y, a: F._internal._greater_equal_scalar(x, scalar=_scalar(a)),
-                lambda F, x, y, a: F.zeros_like(x))
+                lambda F, x, y, a: F._internal._greater_equal_scalar(x, scalar=_scalar(a)))
 def_elementwise('_minimum_scalar',
-                lambda F, x, y, a: F._internal._lesser_equal_scalar(x, scalar=_scalar(a)),
-                lambda F, x, y, a: F.zeros_like(x))
+                lambda F, x, y, a: F._internal._lesser_equal_scalar(x, scalar=_scalar(a)))
 
 
 def _clip_d1(F, x, y, a):  # 1 inside [a_min, a_max], as MXNet's clip backward
@@ -222,7 +220,7 @@ def _clip_d1(F, x, y, a):  # 1 inside [a_min, a_max], as MXNet's clip backward
                           F._internal._lesser_equal_scalar(x, scalar=float(a['a_max'])))
 
 
-def_elementwise('clip', _clip_d1, lambda F, x, y, a: F.zeros_like(x))
+def_elementwise('clip', _clip_d1)
 
 
 # ----- where(condition, x, y) -----
@@ -242,18 +240,17 @@ def _where_vjp(c, eqn, xs, ans, gs):
 
 
 # The condition is piecewise constant: its derivative is zero wherever it is defined.
-defrule('where', _where_jvp, _where_vjp, curvature=None, linear=True)
+define('where', jvp=_where_jvp, vjp=_where_vjp, curvature=no_curvature)
 
 
 # ----- add_n (ElementWiseSum): what sums of many terms emit -----
 def _add_n_jvp(c, eqn, xs, ans, ts):
-    hot = [t for t in ts if t is not None]
-    return [hot[0] if len(hot) == 1 else c.F.add_n(*hot)]
+    present = [t for t in ts if t is not None]
+    return [present[0] if len(present) == 1 else c.F.add_n(*present)]
 
 
 def _add_n_vjp(c, eqn, xs, ans, gs):
     return [gs[0]] * len(xs)
 
 
-for _op in ('add_n', 'ElementWiseSum'):
-    def_linear(_op, _add_n_vjp, jvp=_add_n_jvp)
+def_linear('add_n', _add_n_vjp, jvp=_add_n_jvp, aliases=('ElementWiseSum',))

@@ -21,8 +21,8 @@ accepted.
 import math
 
 from ..errors import UnsupportedOperatorError
-from ..graph import apply_op
-from ..registry import PRIMALS, defrule, def_linear, def_lowering
+from ..ir import apply_op
+from ..registry import def_linear, def_lowering
 
 _LAYOUTS = (None, 'None', 'NCW', 'NCHW', 'NCDHW')
 
@@ -33,12 +33,17 @@ def _tuple(value, n, default):
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
 
 
+def _layout_problem(eqn):
+    """The entries' ``validate``: MXNet's CPU kernels take channels-first layouts only."""
+    layout = eqn.attrs.get('layout')
+    return None if layout in _LAYOUTS else f'layout {layout} (use channels-first)'
+
+
 def _window(eqn):
     """kernel, stride, dilate, pad of a sliding-window operator, as full tuples."""
     a = eqn.attrs
-    if a.get('layout') not in _LAYOUTS:
-        raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
-                                       f"layout {a['layout']} (use channels-first)")
+    if _layout_problem(eqn):  # (reached by the Deconvolution lowering, before any rule)
+        raise _unsupported(eqn, _layout_problem(eqn))
     kernel = tuple(a['kernel']) if a.get('kernel') not in (None, ()) else ()
     n = len(kernel) or len(eqn.in_shapes[0]) - 2
     return kernel, _tuple(a.get('stride'), n, 1), _tuple(a.get('dilate'), n, 1), \
@@ -46,7 +51,7 @@ def _window(eqn):
 
 
 def _unsupported(eqn, why):
-    return UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP', why)
+    return UnsupportedOperatorError(eqn.op, eqn.name, 'lowering', why)
 
 
 # ----- Convolution(data, weight[, bias]); Deconvolution is lowered to a Convolution -----
@@ -202,8 +207,9 @@ def _conv_vjp(c, eqn, xs, ans, gs):
     return [g] + [None] * (len(xs) - 1)
 
 
-# the weight and bias are parameters: a network whose filters depend on its input is refused
-defrule('Convolution', _conv_jvp, _conv_vjp, linear=True, diff_args=(0,))
+def_linear('Convolution', _conv_vjp, jvp=_conv_jvp, validate=_layout_problem, diff_args=(0,),
+           not_differentiable='its weight and bias are parameters: a network whose '
+                              'filters depend on its input is not covered')
 
 
 def _lower_deconvolution(F, eqn, xs, options):
@@ -236,27 +242,26 @@ def_lowering('Deconvolution', _lower_deconvolution,
 # ----- im2col <-> col2im -----
 def _im2col_vjp(c, eqn, xs, ans, gs):
     kernel, stride, dilate, pad = _window(eqn)
-    return [None if gs[0] is None else c.F.col2im(
+    return [c.F.col2im(
         gs[0], output_size=eqn.in_shapes[0][2:], kernel=kernel, stride=stride, dilate=dilate,
         pad=pad)]
 
 
 def _col2im_vjp(c, eqn, xs, ans, gs):
     kernel, stride, dilate, pad = _window(eqn)
-    return [None if gs[0] is None else c.F.im2col(gs[0], kernel=kernel, stride=stride,
-                                                  dilate=dilate, pad=pad)]
+    return [c.F.im2col(gs[0], kernel=kernel, stride=stride, dilate=dilate, pad=pad)]
 
 
-def_linear('im2col', _im2col_vjp)
-def_linear('col2im', _col2im_vjp)
+def_linear('im2col', _im2col_vjp, validate=_layout_problem)
+def_linear('col2im', _col2im_vjp, validate=_layout_problem)
 
 
 # ----- Pooling -----
 def _pool_geometry_unchecked(eqn):
     """(kernel, stride, pad) with MXNet's defaults applied."""
     a = eqn.attrs
-    if a.get('layout') not in _LAYOUTS:
-        raise _unsupported(eqn, f"layout {a['layout']} (use channels-first)")
+    if _layout_problem(eqn):
+        raise _unsupported(eqn, _layout_problem(eqn))
     spatial = tuple(eqn.in_shapes[0][2:])
     if a.get('global_pool', False):
         return spatial, (1,) * len(spatial), (0,) * len(spatial)
@@ -339,12 +344,13 @@ def _weights(c, eqn, x):
     return c.memo((eqn.nid, 'pool-weights'), lambda: _window_weights(c.F, eqn, x))
 
 
-def _covered(eqn):
+def _pool_problem(eqn):
+    """The entry's ``validate``: what `_pool_geometry` refuses, or None."""
     try:
         _pool_geometry(eqn)
-        return True
-    except UnsupportedOperatorError:
-        return False
+    except UnsupportedOperatorError as err:
+        return err.detail
+    return None
 
 
 def _max_pool_primal(F, eqn, xs, memo):
@@ -356,7 +362,7 @@ def _max_pool_primal(F, eqn, xs, memo):
     error; float64, which has no oneDNN kernel, is right).  Here no Pooling backward is
     run at all, and the windows and weights are shared with the rules (``memo``).  The
     cost: about 5 % of a gradient-penalty step on ResNet-18 and VGG-11 (README)."""
-    if eqn.attrs.get('pool_type', 'max') != 'max' or not _covered(eqn):
+    if eqn.attrs.get('pool_type', 'max') != 'max' or _pool_problem(eqn):
         # (an uncovered pooling off the differentiated path keeps MXNet's kernel)
         return apply_op(F, eqn.op, xs, eqn.raw_attrs)
     x = xs[0]
@@ -377,7 +383,6 @@ def _weigh(c, windows, w):
 
 
 def _pool_jvp(c, eqn, xs, ans, ts):
-    _pool_geometry(eqn)  # refuses what is not covered (lp pooling is not linear)
     if eqn.attrs.get('pool_type', 'max') != 'max':  # linear: pool the tangent
         return c.apply(eqn, [ts[0]])
     picked = _weigh(c, _unfold(c.F, eqn, ts[0]), _weights(c, eqn, xs[0]))
@@ -392,8 +397,9 @@ def _pool_vjp(c, eqn, xs, ans, gs):
     return [_fold(F, eqn, _weigh(c, spread, _weights(c, eqn, xs[0])))]
 
 
-defrule('Pooling', _pool_jvp, _pool_vjp, linear=True)
-PRIMALS['Pooling'] = _max_pool_primal
+# (lp pooling is not linear: _pool_problem refuses it)
+def_linear('Pooling', _pool_vjp, jvp=_pool_jvp, validate=_pool_problem,
+           primal=_max_pool_primal)
 
 # the lowest float32: MXNet pads max pooling with the lowest value of the type
 _LOWEST = -3.4028234663852886e38
@@ -539,24 +545,16 @@ def_lowering('_contrib_BilinearResize2D', _lower_bilinear_resize,
 
 
 # ----- UpSampling (nearest): each pixel copied to a scale x scale block -----
-def _upsampling_check(eqn):
+def _upsampling_problem(eqn):
     a = eqn.attrs
     if a.get('sample_type') != 'nearest' or a.get('num_args', 1) != 1:
-        raise _unsupported(eqn, 'only nearest upsampling of one input is covered')
-    return int(a['scale'])
-
-
-def _upsampling_jvp(c, eqn, xs, ans, ts):
-    _upsampling_check(eqn)
-    return [None] if ts[0] is None else c.apply(eqn, [ts[0]])
+        return 'only nearest upsampling of one input is covered'
+    return None
 
 
 def _upsampling_vjp(c, eqn, xs, ans, gs):
-    scale = _upsampling_check(eqn)
-    if gs[0] is None:
-        return [None]
-    k = (scale,) * (len(eqn.in_shapes[0]) - 2)
+    k = (int(eqn.attrs['scale']),) * (len(eqn.in_shapes[0]) - 2)
     return [c.F.Pooling(gs[0], kernel=k, stride=k, pool_type='sum')]
 
 
-defrule('UpSampling', _upsampling_jvp, _upsampling_vjp, linear=True)
+def_linear('UpSampling', _upsampling_vjp, validate=_upsampling_problem)

@@ -3,8 +3,8 @@
 
 Each row is ``def_elementwise(op, d1, d2)`` with ``d1(F, x, ans, attrs)`` = f'(x) and
 ``d2`` = f''(x) (for the forward Laplacian), or ``def_elementwise(op, d1, ratio=...)``
-with f''/f' where that is cheap (tanh, sigmoid, erf); ``ans`` = f(x) is reused where it
-is cheaper.
+with f''/f' where that is cheap (tanh, sigmoid, erf); no ``d2`` means f'' = 0 (relu).
+``ans`` = f(x) is reused where it is cheaper.
 At points of non-differentiability the one-sided value of MXNet's own first-order
 gradient is used (relu'(0) = 0, abs'(0) = sign(0) = 0).
 Activation and LeakyReLU dispatch on ``act_type`` (keys ``'Activation:tanh'``...).
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..registry import def_elementwise, def_linear, def_zero, defrule, PRIMALS
+from ..registry import def_elementwise, def_linear, def_zero, define, no_curvature
 
 SQRT_2 = math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -49,10 +49,6 @@ def _erf_ratio(F, x, y, a):  # -2x, f'' = -2x f'
 
 def _relu_d1(F, x, y, a):
     return _positive(F, x)
-
-
-def _zero_d2(F, x, y, a):
-    return F.zeros_like(x)
 
 
 def _fast_sigmoid(F, x):
@@ -100,20 +96,23 @@ def_elementwise('rsqrt', lambda F, x, y, a: F._internal._power_scalar(y, scalar=
 def_elementwise('square', lambda F, x, y, a: x * 2.0, lambda F, x, y, a: F.ones_like(x) * 2.0)
 def_elementwise('reciprocal', lambda F, x, y, a: F.square(y) * -1.0,
                 lambda F, x, y, a: F._internal._power_scalar(y, scalar=3.0) * 2.0)
-def_elementwise('abs', lambda F, x, y, a: F.sign(x), _zero_d2)
+def_elementwise('abs', lambda F, x, y, a: F.sign(x))
 def_elementwise('tanh', _tanh_d1, ratio=_tanh_ratio)
 def_elementwise('sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio)
-def_elementwise('relu', _relu_d1, _zero_d2)
+def_elementwise('relu', _relu_d1)
 def_elementwise('softsign', _softsign_d1, _softsign_d2)
 def_elementwise('erf', _erf_d1, ratio=_erf_ratio)
 def_elementwise('arctan', lambda F, x, y, a: F.reciprocal(F.square(x) + 1.0),
                 lambda F, x, y, a: F.elemwise_mul(x * -2.0,
                                                   F.square(F.reciprocal(F.square(x) + 1.0))))
 def_elementwise('sinh', lambda F, x, y, a: F.cosh(x), lambda F, x, y, a: y)
+def_elementwise('arcsinh', lambda F, x, y, a: F.rsqrt(F.square(x) + 1.0),
+                lambda F, x, y, a: F.elemwise_mul(x * -1.0,
+                                                  F.rsqrt(F.square(x) + 1.0) ** 3))
 def_elementwise('cosh', lambda F, x, y, a: F.sinh(x), lambda F, x, y, a: y)
 
 # ----- Activation(act_type=...) -----
-def_elementwise('Activation:relu', _relu_d1, _zero_d2)
+def_elementwise('Activation:relu', _relu_d1)
 def_elementwise('Activation:sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio)
 def_elementwise('Activation:tanh', _tanh_d1, ratio=_tanh_ratio)
 def_elementwise('Activation:softrelu', _softrelu_d1, _softrelu_d2)
@@ -128,7 +127,7 @@ def_zero('sign', 'round', 'rint', 'floor', 'ceil', 'trunc', 'fix', 'zeros_like',
          'broadcast_lesser_equal', 'broadcast_equal', 'broadcast_not_equal')
 
 
-# ----- LeakyReLU(act_type=...), evaluated through primitives (see registry.PRIMALS) -----
+# ----- LeakyReLU(act_type=...), evaluated through primitives (an entry's ``primal``) -----
 def _negative_part(F, x):
     """expm1(min(x, 0)): the exponential branch without overflow for large x."""
     return F.expm1(F._internal._minimum_scalar(x, scalar=0.0))
@@ -190,12 +189,11 @@ def _gelu_d2(F, x, y, a):  # phi(x) (2 - x^2)
     return F.elemwise_mul(phi, 2.0 - F.square(x))
 
 
-for _act, _primal, _d1, _d2 in (('leaky', _leaky_primal, _leaky_d1, _zero_d2),
+for _act, _primal, _d1, _d2 in (('leaky', _leaky_primal, _leaky_d1, None),
                                 ('elu', _elu_primal, _elu_d1, _elu_d2),
                                 ('selu', _selu_primal, _selu_d1, _selu_d2),
                                 ('gelu', _gelu_primal, _gelu_d1, _gelu_d2)):
-    PRIMALS['LeakyReLU:' + _act] = _primal
-    def_elementwise('LeakyReLU:' + _act, _d1, _d2)
+    def_elementwise('LeakyReLU:' + _act, _d1, _d2, primal=_primal)
 
 
 def _prelu_gamma(F, eqn, gamma):
@@ -216,12 +214,10 @@ def _prelu_primal(F, eqn, xs, memo):
     return [F.elemwise_mul(x, _prelu_slope(F, eqn, x, gamma))]
 
 
-PRIMALS['LeakyReLU:prelu'] = _prelu_primal
-defrule('LeakyReLU:prelu',
-        lambda c, e, xs, ans, ts: [c.scale(ts[0], _prelu_slope(c.F, e, *xs))],
-        lambda c, e, xs, ans, gs: [c.scale(gs[0], _prelu_slope(c.F, e, *xs)), None],
-        curvature=lambda c, e, xs, ans, ts: [None], diff_args=(0,),
-        doc='prelu in its data input; gamma is a parameter')
+define('LeakyReLU:prelu', primal=_prelu_primal, diff_args=(0,), curvature=no_curvature,
+       jvp=lambda c, e, xs, ans, ts: [c.scale(ts[0], _prelu_slope(c.F, e, *xs))],
+       vjp=lambda c, e, xs, ans, gs: [c.scale(gs[0], _prelu_slope(c.F, e, *xs)), None],
+       not_differentiable='its gamma is a parameter', doc='prelu in its data input')
 
 
 # ----- Cast: linear; the cotangent is cast back to the input's dtype -----

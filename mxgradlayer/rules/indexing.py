@@ -5,37 +5,30 @@ input is refused), and the VJP scatters through ``one_hot``, which has no deriva
 import numpy as np
 
 from ..errors import UnsupportedOperatorError
-from ..registry import defrule
+from ..registry import def_linear
 
-
-def _no_index_derivative(c, eqn, hot, position, what):
-    if hot:
-        raise UnsupportedOperatorError(
-            eqn.op, eqn.name, 'JVP/VJP',
-            f'its input {position} holds {what}, which cannot be differentiated: do not '
-            f'pass that input as wrt, and do not compute indices from a differentiated '
-            f'input')
+# the entries' ``not_differentiable``: why a network whose indices depend on the
+# differentiated input is refused
+_INDICES = ('it holds integer indices, which cannot be differentiated: do not pass that '
+            'input as wrt, and do not compute indices from a differentiated input')
 
 
 # ----- Embedding(data=indices, weight): rows of the weight, looked up by index -----
 def _embedding_jvp(c, eqn, xs, ans, ts):
-    _no_index_derivative(c, eqn, ts[0] is not None, 0, 'integer indices')
     c.coupling(eqn, 'its weight depends on the input')
     return c.apply(eqn, [xs[0], ts[1]])
 
 
 def _embedding_vjp(c, eqn, xs, ans, gs):
-    _no_index_derivative(c, eqn, c.needs(0), 0, 'integer indices')
-    if gs[0] is None:
-        return [None, None]
     c.coupling(eqn, 'its weight depends on the input')
     F, dim = c.F, int(eqn.attrs['input_dim'])
-    hot = F.one_hot(F.reshape(xs[0], shape=(-1,)), depth=dim, dtype=eqn.dtype)  # (N, dim)
+    one_hot = F.one_hot(F.reshape(xs[0], shape=(-1,)), depth=dim, dtype=eqn.dtype)  # (N, dim)
     rows = F.reshape(gs[0], shape=(-1, int(eqn.attrs['output_dim'])))
-    return [None, F.dot(hot, rows, transpose_a=True)]
+    return [None, F.dot(one_hot, rows, transpose_a=True)]
 
 
-defrule('Embedding', _embedding_jvp, _embedding_vjp, linear=True)
+def_linear('Embedding', _embedding_vjp, jvp=_embedding_jvp, diff_args=(1,),
+           not_differentiable=_INDICES)
 
 
 # ----- take(a, indices, axis, mode) -----
@@ -51,35 +44,32 @@ def _clipped(c, eqn, indices, n):
 
 
 def _take_jvp(c, eqn, xs, ans, ts):
-    _no_index_derivative(c, eqn, ts[1] is not None, 1, 'indices')
-    if _take_axis(eqn) == 0:
-        c.coupling(eqn, 'it indexes the batch axis')
     return c.apply(eqn, [ts[0], xs[1]])
 
 
+def _take_couples(eqn):
+    return 'it indexes the batch axis' if _take_axis(eqn) == 0 else None
+
+
 def _take_vjp(c, eqn, xs, ans, gs):
-    _no_index_derivative(c, eqn, c.needs(1), 1, 'indices')
-    if gs[0] is None:
-        return [None, None]
     F = c.F
     shape, axis = eqn.in_shapes[0], _take_axis(eqn)
-    if axis == 0:
-        c.coupling(eqn, 'it indexes the batch axis')
     if None in eqn.in_shapes[1]:
         raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP',
                                        'indices whose shape follows the batch size')
     n = shape[axis]
     m = int(np.prod(eqn.in_shapes[1]))
     s = int(np.prod(shape[axis + 1:]))
-    hot = F.one_hot(F.reshape(_clipped(c, eqn, xs[1], n), shape=(-1,)), depth=n,
-                    dtype=eqn.dtype)                                      # (M, n)
+    one_hot = F.one_hot(F.reshape(_clipped(c, eqn, xs[1], n), shape=(-1,)), depth=n,
+                        dtype=eqn.dtype)                                  # (M, n)
     # g (*before, *index shape, *after) -> (P, M, S) -> (P, S, M) . (M, n) -> (P, n, S)
     g = F.transpose(F.reshape(gs[0], shape=(-1, m, s)), axes=(0, 2, 1))
-    scattered = F.transpose(F.dot(g, hot), axes=(0, 2, 1))
+    scattered = F.transpose(F.dot(g, one_hot), axes=(0, 2, 1))
     return [F.reshape(scattered, shape=(-1,) + tuple(shape[1:])), None]
 
 
-defrule('take', _take_jvp, _take_vjp, linear=True)
+def_linear('take', _take_vjp, jvp=_take_jvp, diff_args=(0,), not_differentiable=_INDICES,
+           couples=_take_couples)
 
 
 # ----- pick(data, index, axis, keepdims, mode) -----
@@ -88,27 +78,23 @@ def _pick_axis(eqn):
 
 
 def _pick_jvp(c, eqn, xs, ans, ts):
-    _no_index_derivative(c, eqn, ts[1] is not None, 1, 'indices')
     return c.apply(eqn, [ts[0], c.repeat(xs[1])])
 
 
 def _pick_vjp(c, eqn, xs, ans, gs):
-    _no_index_derivative(c, eqn, c.needs(1), 1, 'indices')
-    if gs[0] is None:
-        return [None, None]
     F = c.F
     rank, axis = len(eqn.in_shapes[0]), _pick_axis(eqn)
     n = eqn.in_shapes[0][axis]
     index = c.repeat(xs[1])
     if len(eqn.in_shapes[1]) == rank:  # an index with the picked axis kept
         index = F.squeeze(index, axis=axis)
-    hot = F.one_hot(_clipped(c, eqn, index, n), depth=n, dtype=eqn.dtype)  # (..., n) last
+    one_hot = F.one_hot(_clipped(c, eqn, index, n), depth=n, dtype=eqn.dtype)  # (..., n)
     if axis != rank - 1:
         order = list(range(rank - 1))
         order.insert(axis, rank - 1)
-        hot = F.transpose(hot, axes=tuple(order))
+        one_hot = F.transpose(one_hot, axes=tuple(order))
     g = gs[0] if eqn.attrs.get('keepdims', False) else F.expand_dims(gs[0], axis=axis)
-    return [F.broadcast_mul(hot, g), None]
+    return [F.broadcast_mul(one_hot, g), None]
 
 
-defrule('pick', _pick_jvp, _pick_vjp, linear=True)
+def_linear('pick', _pick_vjp, jvp=_pick_jvp, diff_args=(0,), not_differentiable=_INDICES)

@@ -12,7 +12,7 @@ InstanceNorm has no float64 kernel (see the project notes).
   channel with the running statistics; in training it normalises by the batch's
   statistics, which couples the samples.  A block that owns its graph (called on
   NDArrays, imperative or hybridized itself) lowers it for the current mode and
-  rebuilds when the mode changes (`_DerivativeBlock.forward`).  Traced into a graph it
+  rebuilds when the mode changes (`blocks.base.DerivativeBlock.forward`).  Traced into a graph it
   does not own (a hybridized parent's), where the mode is only known when that graph
   runs, it computes both and a training indicator selects, which total-derivative blocks
   accept and per-sample blocks refuse.  The running statistics move as with Gluon's own
@@ -24,7 +24,7 @@ InstanceNorm has no float64 kernel (see the project notes).
 import numpy as np
 
 from ..errors import SampleCouplingError, UnsupportedOperatorError
-from ..graph import KEEP_MARK
+from ..ir import KEEP_MARK
 from ..registry import def_lowering
 
 

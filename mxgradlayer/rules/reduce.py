@@ -1,7 +1,6 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Reductions: sum and mean over axes (linear; the VJP broadcasts back)."""
-from ..errors import UnsupportedOperatorError
-from ..registry import def_linear, def_lowering, defrule
+from ..registry import def_linear, def_lowering, define, no_curvature
 
 
 def reduced_axes(attrs, rank):
@@ -42,12 +41,10 @@ def _spread(c, eqn, g, x):
 
 
 def _sum_vjp(c, eqn, xs, ans, gs):
-    return [None if gs[0] is None else _spread(c, eqn, gs[0], xs[0])]
+    return [_spread(c, eqn, gs[0], xs[0])]
 
 
 def _mean_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
     F = c.F
     g = _spread(c, eqn, gs[0], xs[0])
     shape = eqn.in_shapes[0]
@@ -62,21 +59,23 @@ def _mean_vjp(c, eqn, xs, ans, gs):
     return [F.broadcast_div(g, count)]
 
 
-def_linear('sum', _sum_vjp)
-def_linear('sum_axis', _sum_vjp)
+def_linear('sum', _sum_vjp, aliases=('sum_axis',))
 def_linear('mean', _mean_vjp)
 
 
 # ----- softmax and log_softmax along one axis -----
-def _softmax_axis(c, eqn):
-    attrs = eqn.attrs
-    if attrs.get('temperature') not in (None, 1, 1.0) or attrs.get('use_length', False):
-        raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
-                                       'temperature or use_length is not covered')
-    axis = attrs.get('axis', -1) % len(eqn.in_shapes[0])
-    if axis == 0:
-        c.coupling(eqn, 'it normalises over the batch axis')
-    return axis
+def _softmax_axis(eqn):
+    return eqn.attrs.get('axis', -1) % len(eqn.in_shapes[0])
+
+
+def _softmax_validate(eqn):
+    if eqn.attrs.get('temperature') not in (None, 1, 1.0) or eqn.attrs.get('use_length', False):
+        return 'temperature or use_length is not covered'
+    return None
+
+
+def _softmax_couples(eqn):
+    return 'it normalises over the batch axis' if _softmax_axis(eqn) == 0 else None
 
 
 def _dot_along(c, y, t, axis):
@@ -86,13 +85,13 @@ def _dot_along(c, y, t, axis):
 
 def _softmax_jvp(c, eqn, xs, ans, ts):  # dy = y (t - <y, t>)
     F, t = c.F, ts[0]
-    axis = _softmax_axis(c, eqn)
+    axis = _softmax_axis(eqn)
     return [F.elemwise_mul(c.repeat(ans[0]), F.broadcast_sub(t, _dot_along(c, ans[0], t, axis)))]
 
 
 def _softmax_curvature(c, eqn, xs, ans, ts):  # d2y = s (t - <y,t>) - y <s, t>, s = dy
     F, t = c.F, ts[0]
-    axis = _softmax_axis(c, eqn)
+    axis = _softmax_axis(eqn)
     centred = F.broadcast_sub(t, _dot_along(c, ans[0], t, axis))
     s = F.elemwise_mul(c.repeat(ans[0]), centred)
     st = F.sum(F.elemwise_mul(s, t), axis=axis, keepdims=True)
@@ -101,36 +100,36 @@ def _softmax_curvature(c, eqn, xs, ans, ts):  # d2y = s (t - <y,t>) - y <s, t>, 
 
 
 def _log_softmax_jvp(c, eqn, xs, ans, ts):  # dz = t - <y, t>, y = exp(z)
-    axis = _softmax_axis(c, eqn)
+    axis = _softmax_axis(eqn)
     y = c.memo((eqn.nid, 'probabilities'), lambda: c.F.exp(ans[0]))
     return [c.F.broadcast_sub(ts[0], _dot_along(c, y, ts[0], axis))]
 
 
 def _log_softmax_curvature(c, eqn, xs, ans, ts):  # d2z = -(<y, t^2> - <y, t>^2)
     F, t = c.F, ts[0]
-    axis = _softmax_axis(c, eqn)
+    axis = _softmax_axis(eqn)
     y = c.memo((eqn.nid, 'probabilities'), lambda: F.exp(ans[0]))
     mean = _dot_along(c, y, t, axis)
     var = F.elemwise_sub(_dot_along(c, y, F.square(t), axis), F.square(mean))
     return [c.sum_directions(F.broadcast_like(var * -1.0, c.repeat(ans[0])))]
 
 
-def _softmax_vjp(c, eqn, xs, ans, gs):  # g_x = y (g - <g, y>)
-    return None if gs[0] is None else _softmax_jvp(c, eqn, xs, ans, gs)
+def _softmax_vjp(c, eqn, xs, ans, gs):  # g_x = y (g - <g, y>): self-adjoint
+    return _softmax_jvp(c, eqn, xs, ans, gs)
 
 
 def _log_softmax_vjp(c, eqn, xs, ans, gs):  # g_x = g - y sum(g)
-    if gs[0] is None:
-        return [None]
     F = c.F
-    axis = _softmax_axis(c, eqn)
+    axis = _softmax_axis(eqn)
     y = c.memo((eqn.nid, 'probabilities'), lambda: F.exp(ans[0]))
     total = F.sum(gs[0], axis=axis, keepdims=True)
     return [F.elemwise_sub(gs[0], F.broadcast_mul(c.repeat(y), total))]
 
 
-defrule('softmax', _softmax_jvp, _softmax_vjp, _softmax_curvature)
-defrule('log_softmax', _log_softmax_jvp, _log_softmax_vjp, _log_softmax_curvature)
+_SOFTMAX = dict(validate=_softmax_validate, couples=_softmax_couples)
+define('softmax', jvp=_softmax_jvp, vjp=_softmax_vjp, curvature=_softmax_curvature, **_SOFTMAX)
+define('log_softmax', jvp=_log_softmax_jvp, vjp=_log_softmax_vjp,
+       curvature=_log_softmax_curvature, **_SOFTMAX)
 
 
 def _lower_softmax_activation(F, eqn, xs, options):
@@ -162,8 +161,6 @@ def _weighted_reduction(factor):
     y)`` (B, *s): the JVP sums t * factor over the axes, the VJP spreads g back and
     multiplies by it."""
     def jvp(c, eqn, xs, ans, ts):
-        if ts[0] is None:
-            return [None]
         shape = eqn.in_shapes[0]
         axes = reduced_axes(eqn.attrs, len(shape))
         if any(shape[a] is None for a in axes):
@@ -172,23 +169,24 @@ def _weighted_reduction(factor):
         return [c.F.sum(picked, axis=axes, keepdims=bool(eqn.attrs.get('keepdims', False)))]
 
     def vjp(c, eqn, xs, ans, gs):
-        if gs[0] is None:
-            return [None]
         return [c.scale(_spread(c, eqn, gs[0], xs[0]), factor(c, eqn, xs[0], ans[0]))]
     return jvp, vjp
 
 
-for _op in ('max', 'min', 'max_axis', 'min_axis'):
-    defrule(_op, *_weighted_reduction(_chooser), linear=True)
+for _op in ('max', 'min'):  # piecewise linear
+    _jvp, _vjp = _weighted_reduction(_chooser)
+    define(_op, jvp=_jvp, vjp=_vjp, curvature=no_curvature, aliases=(_op + '_axis',))
 
 
 # ----- norm (ord 1 or 2) over axes -----
 def _norm_ord(eqn):
-    order = eqn.attrs.get('ord', 2)
-    if order not in (1, 2) or eqn.attrs.get('out_dtype') not in (None, 'None'):
-        raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
-                                       'only ord=1 and ord=2 without out_dtype are covered')
-    return order
+    return eqn.attrs.get('ord', 2)
+
+
+def _norm_validate(eqn):
+    if _norm_ord(eqn) not in (1, 2) or eqn.attrs.get('out_dtype') not in (None, 'None'):
+        return 'only ord=1 and ord=2 without out_dtype are covered'
+    return None
 
 
 def _norm_factor(c, eqn, x, y):
@@ -211,4 +209,5 @@ def _norm_curvature(c, eqn, xs, ans, ts):
     return [F.elemwise_div(c.sum_directions(total), ans[0])]
 
 
-defrule('norm', *_weighted_reduction(_norm_factor), curvature=_norm_curvature)
+_jvp, _vjp = _weighted_reduction(_norm_factor)
+define('norm', jvp=_jvp, vjp=_vjp, curvature=_norm_curvature, validate=_norm_validate)

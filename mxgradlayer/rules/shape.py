@@ -2,26 +2,33 @@
 """Shape operators: linear; the JVP re-applies the operator, the VJP undoes it.
 
 With K folded directions the batch axis must stay axis 0 and must not be sliced,
-concatenated or split, or the directions of different samples would mix; such
-operators call ``c.coupling`` (the transform also checks shapes generically).
+concatenated or split, or the directions of different samples would mix; such operators
+say so in their entry (``couples``), and the interpreter refuses them in per-sample
+sweeps (it also checks shapes generically).
 """
 from ..errors import UnsupportedOperatorError
-from ..graph import apply_op
 from ..registry import def_linear, def_lowering, def_zero
 from ._helpers import broadcast_tangent, reshape_to, unbroadcast
 
 
 def _reshape_back(c, eqn, xs, ans, gs):
-    return [None if gs[0] is None else reshape_to(c, gs[0], xs[0], eqn.in_shapes[0])]
+    return [reshape_to(c, gs[0], xs[0], eqn.in_shapes[0])]
 
 
-for _op in ('Reshape', 'reshape', 'Flatten', 'flatten', 'expand_dims', 'squeeze', '_npx_reshape'):
+def_linear('Reshape', _reshape_back, aliases=('reshape', '_npx_reshape'))
+def_linear('Flatten', _reshape_back, aliases=('flatten',))
+for _op in ('expand_dims', 'squeeze'):
     def_linear(_op, _reshape_back)
 
 
+def _along_batch(axis_of, what):
+    """``couples``: the operator acts along axis ``axis_of(eqn)``; the batch axis mixes."""
+    def couples(eqn):
+        return f'it {what} the batch axis' if axis_of(eqn) == 0 else None
+    return couples
+
+
 def _transpose_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
     rank = len(eqn.in_shapes[0])
     axes = eqn.attrs.get('axes') or tuple(reversed(range(rank)))
     inverse = [0] * rank
@@ -38,17 +45,17 @@ def _swapped(eqn):
     return eqn.attrs.get('dim1', 0) % rank, eqn.attrs.get('dim2', 0) % rank
 
 
-def _swapaxis_jvp(c, eqn, xs, ans, ts):
+def _swapaxis_couples(eqn):
     if 0 in _swapped(eqn) and len(set(_swapped(eqn))) == 2:
-        c.coupling(eqn, 'it moves the batch axis')
-    return c.apply(eqn, ts)
+        return 'it moves the batch axis'
+    return None
 
 
 def _swapaxis_vjp(c, eqn, xs, ans, gs):  # a swap is its own inverse
     return c.apply(eqn, gs)
 
 
-def_linear('SwapAxis', _swapaxis_vjp, jvp=_swapaxis_jvp)  # (swapaxes is its alias)
+def_linear('SwapAxis', _swapaxis_vjp, couples=_swapaxis_couples)  # (F.swapaxes makes it)
 
 
 def _zeros_piece(c, x, axis, begin, end):
@@ -82,22 +89,9 @@ def _norm_range(begin, end, size):
     return begin, end
 
 
-def _slice_axis_jvp_check(c, eqn, axis):
-    if axis % len(eqn.in_shapes[0]) == 0:
-        c.coupling(eqn, 'it slices the batch axis')
-
-
-def _slice_axis_jvp(c, eqn, xs, ans, ts):
-    _slice_axis_jvp_check(c, eqn, eqn.attrs['axis'])
-    return c.apply(eqn, ts)
-
-
 def _slice_axis_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
     shape = eqn.in_shapes[0]
     axis = eqn.attrs['axis'] % len(shape)
-    _slice_axis_jvp_check(c, eqn, axis)
     rng = _norm_range(eqn.attrs.get('begin'), eqn.attrs.get('end'), shape[axis])
     if rng is None:
         raise UnsupportedOperatorError(eqn.op, eqn.name, 'VJP',
@@ -105,7 +99,11 @@ def _slice_axis_vjp(c, eqn, xs, ans, gs):
     return [_pad_back(c, eqn, gs[0], xs[0], axis, rng[0], rng[1], shape[axis])]
 
 
-def_linear('slice_axis', _slice_axis_vjp, jvp=_slice_axis_jvp)
+def _slice_axis_of(eqn):
+    return eqn.attrs['axis'] % len(eqn.in_shapes[0])
+
+
+def_linear('slice_axis', _slice_axis_vjp, couples=_along_batch(_slice_axis_of, 'slices'))
 
 
 def _lower_slice(F, eqn, xs, options):
@@ -128,30 +126,14 @@ def _lower_slice(F, eqn, xs, options):
     return [x]
 
 
-for _op in ('slice', 'crop'):
-    def_lowering(_op, _lower_slice, doc='one slice_axis per axis')
+def_lowering('slice', _lower_slice, aliases=('crop',), doc='one slice_axis per axis')
 
 
 def _concat_axis(eqn):
     return eqn.attrs.get('dim', eqn.attrs.get('axis', 1)) % len(eqn.out_shapes[0])
 
 
-def _joining_jvp(axis_of, what):
-    """JVP of concat/stack: join the tangents, zeros for inputs without one."""
-    def jvp(c, eqn, xs, ans, ts):
-        if axis_of(eqn) == 0:
-            c.coupling(eqn, f'it {what} along the batch axis')
-        ts = [c.zeros_tangent(x) if t is None else t for x, t in zip(xs, ts)]
-        return c.apply(eqn, ts)
-    return jvp
-
-
-_concat_jvp = _joining_jvp(_concat_axis, 'concatenates')
-
-
 def _concat_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None] * len(xs)
     axis = _concat_axis(eqn)
     sizes = [s[axis] for s in eqn.in_shapes]
     if len(xs) > 1 and len(set(eqn.in_shapes)) == 1:  # equal parts: sizes need not be known
@@ -167,20 +149,16 @@ def _concat_vjp(c, eqn, xs, ans, gs):
     return out
 
 
-def_linear('Concat', _concat_vjp, jvp=_concat_jvp)
-def_linear('concat', _concat_vjp, jvp=_concat_jvp)
+# (the JVP re-applies the operator, zeros for the inputs without tangent)
+def_linear('Concat', _concat_vjp, aliases=('concat',),
+           couples=_along_batch(_concat_axis, 'concatenates along'))
 
 
 def _stack_axis(eqn):
     return eqn.attrs.get('axis', 0) % len(eqn.out_shapes[0])
 
 
-_stack_jvp = _joining_jvp(_stack_axis, 'stacks')
-
-
 def _stack_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None] * len(xs)
     axis = _stack_axis(eqn)
     if len(xs) == 1:
         return [c.F.squeeze(gs[0], axis=axis)]
@@ -188,17 +166,11 @@ def _stack_vjp(c, eqn, xs, ans, gs):
     return [parts[i] for i in range(len(xs))]
 
 
-def_linear('stack', _stack_vjp, jvp=_stack_jvp)
+def_linear('stack', _stack_vjp, couples=_along_batch(_stack_axis, 'stacks along'))
 
 
 def _split_axis(eqn):
     return eqn.attrs.get('axis', 1) % len(eqn.in_shapes[0])
-
-
-def _split_jvp(c, eqn, xs, ans, ts):
-    if _split_axis(eqn) == 0:
-        c.coupling(eqn, 'it splits the batch axis')
-    return c.apply(eqn, ts)
 
 
 def _split_vjp(c, eqn, xs, ans, gs):
@@ -211,8 +183,8 @@ def _split_vjp(c, eqn, xs, ans, gs):
     return [parts[0] if len(parts) == 1 else c.F.concat(*parts, dim=axis)]
 
 
-def_linear('SliceChannel', _split_vjp, jvp=_split_jvp)
-def_linear('split', _split_vjp, jvp=_split_jvp)
+def_linear('SliceChannel', _split_vjp, aliases=('split',),
+           couples=_along_batch(_split_axis, 'splits'))
 
 
 # ----- broadcasting and *_like operators (linear in the data operand) -----
@@ -225,18 +197,19 @@ def _broadcast_vjp(c, eqn, xs, ans, gs):
         [None] * (len(xs) - 1)
 
 
-for _op in ('broadcast_like', 'broadcast_axis', 'broadcast_axes', 'broadcast_to'):
+for _op in ('broadcast_like', 'broadcast_to'):
     def_linear(_op, _broadcast_vjp, jvp=_broadcast_jvp)
+def_linear('broadcast_axis', _broadcast_vjp, jvp=_broadcast_jvp, aliases=('broadcast_axes',))
 
 
 def _like_jvp(c, eqn, xs, ans, ts):  # the second operand only lends its shape
-    if ts[0] is None:
+    if ts[0] is None:  # (only the shape operand depends on the input)
         return [None]
     return c.apply(eqn, [ts[0], c.repeat(xs[1])])
 
 
 def _reshape_like_vjp(c, eqn, xs, ans, gs):
-    return [None if gs[0] is None else reshape_to(c, gs[0], xs[0], eqn.in_shapes[0]), None]
+    return [reshape_to(c, gs[0], xs[0], eqn.in_shapes[0]), None]
 
 
 def_linear('reshape_like', _reshape_like_vjp, jvp=_like_jvp)
@@ -251,19 +224,15 @@ def _pad_mode(eqn):
     if eqn.attrs.get('mode', 'constant') != 'constant':
         # edge and reflect padding are rewritten by _lower_pad before any rule runs;
         # a node that escaped the rewrite must not be cropped as if it were constant
-        raise UnsupportedOperatorError(eqn.op, eqn.name, 'JVP/VJP',
-                                       f"mode {eqn.attrs['mode']!r} was not lowered")
+        return f"mode {eqn.attrs['mode']!r} was not lowered"
+    return None
 
 
 def _pad_jvp(c, eqn, xs, ans, ts):
-    _pad_mode(eqn)
-    return [None] if ts[0] is None else c.apply(eqn, [ts[0]], constant_value=0.0)
+    return c.apply(eqn, [ts[0]], constant_value=0.0)
 
 
 def _pad_vjp(c, eqn, xs, ans, gs):
-    _pad_mode(eqn)
-    if gs[0] is None:
-        return [None]
     width = tuple(eqn.attrs['pad_width'])
     g = gs[0]
     for axis, size in enumerate(eqn.in_shapes[0]):
@@ -273,8 +242,7 @@ def _pad_vjp(c, eqn, xs, ans, gs):
     return [g]
 
 
-def_linear('Pad', _pad_vjp, jvp=_pad_jvp)
-def_linear('pad', _pad_vjp, jvp=_pad_jvp)
+def_linear('Pad', _pad_vjp, jvp=_pad_jvp, validate=_pad_mode, aliases=('pad',))
 
 
 def _lower_pad(F, eqn, xs, options):
@@ -282,7 +250,7 @@ def _lower_pad(F, eqn, xs, options):
     (so their rules apply); constant padding stays the Pad operator."""
     mode = eqn.attrs.get('mode', 'constant')
     if mode == 'constant':
-        return apply_op(F, eqn.op, xs, eqn.raw_attrs)
+        return None
     x = xs[0]
     width = tuple(eqn.attrs['pad_width'])
     for axis, size in enumerate(eqn.in_shapes[0]):
@@ -311,13 +279,10 @@ def _lower_pad(F, eqn, xs, options):
 
 
 def_lowering('Pad', _lower_pad, doc='edge and reflect modes as slices and flips')
-def_lowering('pad', _lower_pad, doc='edge and reflect modes as slices and flips')
 
 
 # ----- tile and repeat: the VJP sums the copies -----
 def _tile_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
     shape = eqn.in_shapes[0]
     reps = tuple(eqn.attrs['reps'])
     if len(reps) > len(shape):
@@ -335,8 +300,6 @@ def_linear('tile', _tile_vjp)
 
 
 def _repeat_vjp(c, eqn, xs, ans, gs):
-    if gs[0] is None:
-        return [None]
     F, shape = c.F, eqn.in_shapes[0]
     repeats, axis = int(eqn.attrs['repeats']), eqn.attrs.get('axis')
     if axis is None:  # repeats the flattened array
@@ -353,7 +316,7 @@ def_linear('repeat', _repeat_vjp)
 
 # ----- reverse (flip): its own transpose -----
 def _reverse_vjp(c, eqn, xs, ans, gs):
-    return [None] if gs[0] is None else c.apply(eqn, [gs[0]])
+    return c.apply(eqn, [gs[0]])
 
 
 def_linear('reverse', _reverse_vjp)

@@ -1,13 +1,13 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
-"""mxgradlayer.check: which operators and layers of a network can be differentiated,
-before any training."""
+"""`check`: which operators and layers of a network can be differentiated, before any
+training (the function is ``mxgradlayer.check``; this module is its home)."""
 import mxnet as mx
 import numpy as np
 
 from . import rules  # noqa: F401
 from .errors import MXGradLayerError
-from .graph import TraceOptions, resolve_input_specs, trace
-from .registry import LOWERINGS, RULES, rule_key
+from .registry import entry, op_key
+from .tracing import TraceOptions, resolve_input_specs, trace
 from .transform import depends_on, forward, reverse
 
 __all__ = ['check', 'CoverageReport']
@@ -127,15 +127,15 @@ def check(net, *inputs, wrt=None):
     if wrt is None:
         wrt = [i for i, (_, t) in enumerate(specs) if np.issubdtype(np.dtype(t), np.floating)]
     wrt = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
-    hot = depends_on(graph, wrt)
+    live = depends_on(graph, wrt)
     prefixes = _layer_prefixes(net)
     nodes, by_layer = [], {}
     for eqn in graph.nodes:
         if eqn.op == 'null':
             continue
-        key = rule_key(eqn)
-        status = ('constant' if eqn.nid not in hot else 'covered' if key in RULES else
-                  'lowered' if eqn.op in LOWERINGS else 'not covered')
+        key, opdef = op_key(eqn), entry(eqn)
+        status = ('constant' if eqn.nid not in live else 'not covered' if opdef is None else
+                  'covered' if opdef.rules or opdef.zero else 'lowered')
         nodes.append((eqn.name, key, status))
         layer = by_layer.setdefault(_layer_of(eqn.name, prefixes), [[], set()])
         layer[0].append(key)
