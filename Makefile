@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,examples]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,examples,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,6 +16,8 @@ setup(
         # scipy pinned: scikit-learn pulls the newest, which needs numpy >= 1.25
         'examples': ['tqdm==4.70.1', 'matplotlib==3.10.9', 'scikit-learn==1.3.2',
                      'scipy==1.11.4'],
+        # export_onnx: mxnet 1.9.1's exporter works with onnx 1.16 (opset 13 written)
+        'onnx': ['onnx==1.16.2', 'onnxruntime==1.19.2', 'protobuf==7.36.2'],
     },
     classifiers=['License :: OSI Approved :: Apache Software License',
                  'Programming Language :: Python :: 3'],

@@ -12,8 +12,14 @@ about -1.5 to 2 of them).
 Reported on held-out points: the force RMSE and the energy RMSE (forces fix the energy
 only up to a constant, so the mean offset is removed first), each also relative to the
 spread of the true values.  A PNG shows the true and the learned surfaces.
+
+With ``--onnx PATH`` the trained energy-and-forces model (one block returning E and
+F = -dE/dx) is written as ONNX by ``mxgradlayer.export_onnx``, with the held-out points
+and MXNet's time per batch of 10,000 points beside it (PATH + '.json');
+``serve_forces.py PATH`` serves it in onnxruntime without MXNet.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -30,36 +36,7 @@ try:
 except ImportError:  # the progress bar is optional
     trange = None
 
-# Müller & Brown (1979): E = sum_k A_k exp(a_k dx^2 + b_k dx dy + c_k dy^2), in units of 100
-A = np.array([-200.0, -100.0, -170.0, 15.0]) / 100.0
-a = np.array([-1.0, -1.0, -6.5, 0.7])
-b = np.array([0.0, 0.0, 11.0, 0.6])
-c = np.array([-10.0, -10.0, -6.5, 0.7])
-X0 = np.array([1.0, 0.0, -0.5, -1.0])
-Y0 = np.array([0.0, 0.5, 1.5, 1.0])
-BOX = ((-1.5, 1.2), (-0.2, 2.0))
-
-
-def energy(p):
-    dx, dy = p[:, :1] - X0, p[:, 1:] - Y0
-    return (A * np.exp(a * dx ** 2 + b * dx * dy + c * dy ** 2)).sum(axis=1, keepdims=True)
-
-
-def force(p):
-    """-grad E, in closed form."""
-    dx, dy = p[:, :1] - X0, p[:, 1:] - Y0
-    terms = A * np.exp(a * dx ** 2 + b * dx * dy + c * dy ** 2)
-    return -np.stack([(terms * (2 * a * dx + b * dy)).sum(axis=1),
-                      (terms * (b * dx + 2 * c * dy)).sum(axis=1)], axis=1)
-
-
-def sample(rng, n, cutoff):
-    """n points of the box with E below ``cutoff`` (the physically visited region)."""
-    out = []
-    while sum(len(o) for o in out) < n:
-        p = np.column_stack([rng.uniform(*BOX[0], size=4 * n), rng.uniform(*BOX[1], size=4 * n)])
-        out.append(p[energy(p)[:, 0] < cutoff])
-    return np.concatenate(out)[:n]
+from muller_brown import BOX, energy, force, sample  # noqa: E402
 
 
 class ForceLoss(gluon.HybridBlock):
@@ -74,6 +51,40 @@ class ForceLoss(gluon.HybridBlock):
         # grad - (-F), not grad + F: MXNet 1.9.1's static_alloc miscomputes parameter
         # gradients of square(elemwise_add(parameter path, graph input)) (README)
         return F.mean(F.sum(F.square(self.grad(x) - F.negative(forces)), axis=1))
+
+
+class EnergyAndForces(gluon.HybridBlock):
+    """(E(x), F(x) = -dE/dx): the model a simulation calls."""
+
+    def __init__(self, energy_net, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.grad = mxgradlayer.InputGradient(energy_net, return_output=True)
+
+    def hybrid_forward(self, F, x):
+        e, g = self.grad(x)
+        return e, F.negative(g)
+
+
+def export(net, test_x, path, repeats=20):
+    """Write the ONNX model, and beside it the held-out points and MXNet's time per batch
+    of 10,000 points (hybridized, median of ``repeats``) for serve_forces.py."""
+    model = EnergyAndForces(net)
+    mxgradlayer.export_onnx(model, path, nd.array(test_x[:16]), input_names=['positions'],
+                            output_names=['energy', 'forces'])
+    model.hybridize(static_alloc=True, static_shape=True)
+    rng = np.random.default_rng(1)
+    batch = nd.array(np.column_stack([rng.uniform(*BOX[0], 10000), rng.uniform(*BOX[1], 10000)]))
+    times = []
+    for _ in range(repeats + 3):
+        start = time.perf_counter()
+        e, f = model(batch)
+        f.wait_to_read()
+        times.append(time.perf_counter() - start)
+    with open(path + '.json', 'w') as out:
+        json.dump({'held_out_points': test_x.tolist(),
+                   'mxnet_ms_per_10000': 1000 * float(np.median(times[3:])),
+                   'mxnet_threads': os.environ.get('OMP_NUM_THREADS', 'default')}, out)
 
 
 def build(width):
@@ -127,7 +138,7 @@ def train(args):
         # the loss does not reach the last bias (a constant energy offset)
         trainer.step(1, ignore_stale_grad=True)
         losses.append(float(loss.asscalar()))
-    return net, evaluate(net, test_x), losses, time.perf_counter() - start
+    return net, test_x, evaluate(net, test_x), losses, time.perf_counter() - start
 
 
 def plot(net, offset, losses, cutoff, path):
@@ -165,8 +176,10 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--plot', default='force_field.png', help='PNG path ("" for none)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--onnx', default='', metavar='PATH',
+                   help='write the energy-and-forces model as ONNX (serve it with serve_forces.py)')
     args = p.parse_args(argv)
-    net, metrics, losses, seconds = train(args)
+    net, test_x, metrics, losses, seconds = train(args)
     m = metrics
     print(f"held-out force RMSE  {m['force_rmse']:.4f} "
           f"({100 * m['force_rmse'] / m['force_spread']:.2f}% of the forces' spread)")
@@ -177,6 +190,10 @@ def main(argv=None):
     if args.plot:
         plot(net, m['offset'], losses, args.cutoff, args.plot)
         print(f'plot written to {args.plot}')
+    if args.onnx:
+        export(net, test_x, args.onnx)
+        print(f'ONNX model written to {args.onnx} (held-out points and MXNet timing in '
+              f'{args.onnx}.json); serve it with: python examples/serve_forces.py {args.onnx}')
     return metrics
 
 

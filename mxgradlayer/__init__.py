@@ -13,14 +13,16 @@ os.environ.setdefault('MXNET_EXEC_INPLACE_GRAD_SUM_CAP', str(1 << 30))
 from .blocks import (InputGradient, VJP, JVP, Jacobian, HVP, Hessian, Laplacian,
                      Divergence)
 from .errors import (MXGradLayerError, UnsupportedOperatorError, SampleCouplingError,
-                     InputSpecError)
+                     InputSpecError, ExportError)
 from .functional import grad, jvp, vjp, hvp, hessian, laplacian
 from .registry import supported_ops
 from .coverage import check
+from .serving import export_onnx, exportable_ops
 
 __version__ = '0.1.0'
 
 __all__ = ['InputGradient', 'VJP', 'JVP', 'Jacobian', 'HVP', 'Hessian', 'Laplacian',
            'Divergence', 'grad', 'jvp', 'vjp', 'hvp', 'hessian', 'laplacian',
            'supported_ops', 'check', 'MXGradLayerError', 'UnsupportedOperatorError',
-           'SampleCouplingError', 'InputSpecError', '__version__']
+           'SampleCouplingError', 'InputSpecError', 'ExportError', 'export_onnx',
+           'exportable_ops', '__version__']

@@ -2,7 +2,7 @@
 """Exceptions raised by mxgradlayer, each saying what is wrong and what to do."""
 
 __all__ = ['MXGradLayerError', 'UnsupportedOperatorError', 'SampleCouplingError',
-           'InputSpecError']
+           'InputSpecError', 'ExportError']
 
 
 class MXGradLayerError(Exception):
@@ -44,3 +44,19 @@ class SampleCouplingError(MXGradLayerError):
 
 class InputSpecError(MXGradLayerError, ValueError):
     """The inputs given to a derivative block do not fit it (count, rank, dtype, wrt)."""
+
+
+class ExportError(MXGradLayerError, NotImplementedError):
+    """`export_onnx` met an operator (or an operator's setting) with no ONNX form.
+
+    Raised before a file is written, naming the operator and the node.
+    """
+
+    def __init__(self, op, node, detail=''):
+        self.op, self.node, self.detail = op, node, detail
+        where = f" (node '{node}')" if node else ''
+        extra = f': {detail}' if detail else ''
+        super().__init__(
+            f"cannot export operator '{op}'{where} to ONNX{extra}. Nothing was written. "
+            f"mxgradlayer.exportable_ops() lists the operators that export; a network "
+            f"written with other operators of the same function exports.")

@@ -5,6 +5,7 @@ import inspect
 import pytest
 
 import mxgradlayer as mg
+from mxgradlayer import serving
 from mxgradlayer.blocks import per_sample, total
 
 BLOCKS = [mg.InputGradient, mg.VJP, mg.JVP, mg.HVP, mg.Jacobian, mg.Hessian, mg.Laplacian,
@@ -23,7 +24,8 @@ def test_every_block_documents_its_parameters_inputs_outputs_and_examples(block)
         assert f'{name} :' in doc, f'{block.__name__} does not document {name}'
 
 
-@pytest.mark.parametrize('module', [total, per_sample], ids=['total', 'per_sample'])
+@pytest.mark.parametrize('module', [total, per_sample, serving],
+                         ids=['total', 'per_sample', 'serving'])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0

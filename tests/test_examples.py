@@ -37,12 +37,16 @@ def test_ode_seed_finite_difference_baseline_runs(tmp_path):
     assert 'FD h=1e-4' in res.stdout
 
 
-def test_readme_first_example_runs():
+def test_readme_examples_run(tmp_path):
+    """Every python block of the README, in order, as one program (in a folder of its
+    own: the serving example writes forces.onnx)."""
     readme = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
     blocks = readme.split('```python\n')[1:]
     code = '\n'.join(b.split('```')[0] for b in blocks)
-    res = _run(['-c', code])
+    res = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
     assert res.returncode == 0, res.stderr
+    assert (tmp_path / 'forces.onnx').stat().st_size > 1000
 
 
 def test_poisson2d_reaches_1e2_within_five_minutes(tmp_path):
@@ -73,7 +77,9 @@ def test_hvp_curvature_agrees_with_full_hessian_and_laplacian(tmp_path):
 
 
 def test_every_example_has_help():
-    names = [n for n in sorted(os.listdir(os.path.join(ROOT, 'examples'))) if n.endswith('.py')]
+    names = [n for n in sorted(os.listdir(os.path.join(ROOT, 'examples'))) if n.endswith('.py')
+             and '__main__' in open(os.path.join(ROOT, 'examples', n)).read()]  # programs
+    assert 'serve_forces.py' in names and len(names) >= 7
     procs = {n: subprocess.Popen([sys.executable, os.path.join('examples', n), '--help'],
                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True) for n in names}  # at once: each imports mxnet
@@ -93,14 +99,23 @@ def test_wgan_gp_learns_the_eight_gaussians(tmp_path):
     assert os.path.getsize(png) > 10000
 
 
-def test_force_field_from_forces_only(tmp_path):
+def test_force_field_from_forces_only_and_served_by_onnxruntime(tmp_path):
     png = os.path.join(str(tmp_path), 'ff.png')
-    res = _run(['examples/force_field.py', '--no-progress', '--plot', png])
+    model = os.path.join(str(tmp_path), 'forces.onnx')
+    res = _run(['examples/force_field.py', '--no-progress', '--plot', png, '--onnx', model])
     assert res.returncode == 0, res.stderr
     force = float(res.stdout.split('force RMSE')[1].split('(')[1].split('%')[0])
     energy = float(res.stdout.split('energy RMSE')[1].split('(')[1].split('%')[0])
     assert force < 2.0 and energy < 1.0, res.stdout
     assert os.path.getsize(png) > 10000
+    served_png = os.path.join(str(tmp_path), 'served.png')
+    served = _run(['examples/serve_forces.py', model, '--plot', served_png])
+    assert served.returncode == 0, served.stderr
+    # the same forces as MXNet's evaluation printed (float32 rounding aside)
+    served_force = float(served.stdout.split('force RMSE')[1].split('(')[1].split('%')[0])
+    assert abs(served_force - force) <= 0.01 + 1e-3 * force, (res.stdout, served.stdout)
+    assert 'onnxruntime' in served.stdout and 'MXNet' in served.stdout
+    assert os.path.getsize(served_png) > 10000
 
 
 def test_gradient_regularization_resists_fgsm(tmp_path):

@@ -1,4 +1,5 @@
-"""The core's layers import one way: ir <- registry <- tracing, transform <- blocks."""
+"""The core's layers import one way: ir <- registry <- tracing, transform <- blocks;
+serving (ONNX export) sits beside the blocks and needs only ir and tracing."""
 import ast
 import pathlib
 
@@ -13,6 +14,7 @@ ALLOWED = {
     'transform': {'ir', 'registry'},
     'rules': {'ir', 'registry', 'rules'},
     'blocks': {'rules', 'tracing', 'transform', 'blocks'},
+    'serving': {'ir', 'tracing'},
 }
 
 
