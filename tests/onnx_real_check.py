@@ -22,7 +22,7 @@ from mxnet.gluon.model_zoo import vision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import mxgradlayer as mg  # noqa: E402
-from mxgradlayer import serving  # noqa: E402
+from mxgradlayer.serving import export as serving  # noqa: E402
 
 logging.getLogger().setLevel(logging.ERROR)
 

@@ -5,7 +5,7 @@ import inspect
 import pytest
 
 import mxgradlayer as mg
-from mxgradlayer import serving
+from mxgradlayer.serving import export as serving
 from mxgradlayer.blocks import per_sample, total
 
 BLOCKS = [mg.InputGradient, mg.VJP, mg.JVP, mg.HVP, mg.Jacobian, mg.Hessian, mg.Laplacian,

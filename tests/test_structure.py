@@ -14,7 +14,7 @@ ALLOWED = {
     'transform': {'ir', 'registry'},
     'rules': {'ir', 'registry', 'rules'},
     'blocks': {'rules', 'tracing', 'transform', 'blocks'},
-    'serving': {'ir', 'tracing'},
+    'serving': {'ir', 'tracing', 'serving'},
 }
 
 
