@@ -45,10 +45,8 @@ table, so every derived graph can be differentiated again (tests/test_closure.py
 """
 import inspect
 
-from .errors import UnsupportedOperatorError
-
 __all__ = ['OpDef', 'KINDS', 'define', 'def_elementwise', 'def_linear', 'def_bilinear',
-           'def_zero', 'def_lowering', 'no_curvature', 'lookup', 'entry', 'op_key',
+           'def_zero', 'def_lowering', 'no_curvature', 'entry', 'op_key',
            'supported_ops', 'aliases', 'operators', 'zero_derivative_ops', 'add']
 
 # The rule kinds; a new mode adds its kind here and its rules beside the others.
@@ -292,15 +290,6 @@ def op_key(eqn):
 def entry(eqn):
     """The `OpDef` of a node, or None."""
     return _OPS.get(op_key(eqn))
-
-
-def lookup(eqn, mode):
-    """The `OpDef` of ``eqn`` with the rules ``mode`` needs ('JVP', 'VJP' or
-    'forward-Laplacian'), or an `UnsupportedOperatorError` naming op, node and mode."""
-    opdef = entry(eqn)
-    if opdef is None or not opdef.supports(mode):
-        raise UnsupportedOperatorError(op_key(eqn), eqn.name, mode)
-    return opdef
 
 
 def operators():

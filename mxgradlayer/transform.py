@@ -17,7 +17,7 @@ import mxnet as mx
 
 from .errors import SampleCouplingError, UnsupportedOperatorError
 from .ir import apply_op
-from .registry import add, lookup, op_key, zero_derivative_ops, entry
+from .registry import add, op_key, zero_derivative_ops, entry
 
 __all__ = ['forward', 'reverse', 'evaluate_primal', 'depends_on', 'RuleContext',
            'unrecorded', 'zeros_folded']
@@ -184,8 +184,9 @@ def _variable_value(graph, eqn, inputs, params):
     return params[eqn.name]
 
 
-def _primal(F, eqn, xs, memo):
-    opdef = entry(eqn)
+def _primal(F, eqn, opdef, xs, memo):
+    """The node's value: its entry's primal override where MXNet's kernel is inexact or
+    its backward wrong, else the operator itself."""
     if opdef is not None and opdef.primal is not None:
         return opdef.primal(F, eqn, xs, memo)
     return apply_op(F, eqn.op, xs, eqn.raw_attrs)
@@ -201,15 +202,18 @@ def evaluate_primal(F, graph, inputs, params, memo=None):
         if eqn.op == 'null':
             vals[eqn.nid] = [_variable_value(graph, eqn, inputs, params)]
         else:
-            vals[eqn.nid] = _primal(F, eqn, [vals[i][k] for i, k in eqn.inputs], memo)
+            vals[eqn.nid] = _primal(F, eqn, entry(eqn), [vals[i][k] for i, k in eqn.inputs],
+                                    memo)
     return vals
 
 
-def _rule_for(c, graph, eqn, active, mode):
-    """The node's `OpDef`, after every check the rules rely on; ``active`` are the
-    positions of the inputs that carry a derivative."""
-    opdef = lookup(eqn, mode)
+def _rule_for(c, graph, eqn, opdef, active, mode):
+    """The node's `OpDef` (``entry(eqn)``, looked up once per node by the sweep), after
+    every check the rules rely on; ``active`` are the positions of the inputs that carry
+    a derivative."""
     key = op_key(eqn)
+    if opdef is None or not opdef.supports(mode):
+        raise UnsupportedOperatorError(key, eqn.name, mode)
     if opdef.diff_args is not None:
         bad = [j for j in active if j not in opdef.diff_args]
         if bad:
@@ -276,15 +280,16 @@ def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample
             tans[nid], laps[nid] = [tangents.get(pos)], [None]
             continue
         xs = [vals[i][k] for i, k in eqn.inputs]
-        ans = _primal(F, eqn, xs, c._memo)
+        opdef = entry(eqn)
+        ans = _primal(F, eqn, opdef, xs, c._memo)
         vals[nid] = ans
         n = len(ans)
         tans[nid], laps[nid] = [None] * n, [None] * n
         ts = [tans[i][k] for i, k in eqn.inputs]
         active = [j for j, t in enumerate(ts) if t is not None]
-        if not active or _is_zero(eqn):
+        if not active or (opdef is not None and opdef.zero):
             continue
-        rules = _rule_for(c, graph, eqn, active, mode).rules
+        rules = _rule_for(c, graph, eqn, opdef, active, mode).rules
         tans[nid] = _one_each(rules['jvp'](c, eqn, xs, ans, ts), n, eqn, 'JVP')
         if not laplacian:
             continue
@@ -325,7 +330,7 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
         if all(g is None for g in gs):
             continue
         active = [j for j, (i, _) in enumerate(eqn.inputs) if i in live]
-        rules = _rule_for(c, graph, eqn, active, 'VJP').rules
+        rules = _rule_for(c, graph, eqn, entry(eqn), active, 'VJP').rules
         xs = [vals[i][k] for i, k in eqn.inputs]
         c._needed = set(active)
         in_gs = _one_each(rules['vjp'](c, eqn, xs, vals[eqn.nid], gs), len(eqn.inputs), eqn,

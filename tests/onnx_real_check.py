@@ -74,7 +74,7 @@ def blocks(net, shape):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--networks', default='resnet_small_relu,resnet_small_softrelu,'
-                                         'resnet18_v1,mobilenetv2_0.25')
+                                         'mobilenetv2_0.25')
     args = p.parse_args()
     rng = np.random.RandomState(0)
     results = {}

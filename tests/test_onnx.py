@@ -297,14 +297,22 @@ def test_bad_arguments_are_refused(tmp_path):
                        input_names=['x', 'y'])
 
 
-def test_real_shaped_float32_networks_in_a_process_of_their_own():
-    """ResNet-style networks with BatchNorm and global pooling, resnet18_v1 and mobilenet
-    v2, oneDNN on (tests/onnx_real_check.py)."""
-    results = result_of(run_script('onnx_real_check.py'))
-    assert len(results) == 16
+def _check_real(results, count):
+    assert len(results) == count
     for case, r in results.items():
         assert r['culprit'] is None, case
         assert r['relative_error'] <= 1e-5, (case, r)
+
+
+def test_real_shaped_float32_networks_in_a_process_of_their_own():
+    """ResNet-style networks with BatchNorm and global pooling, and mobilenet v2, oneDNN
+    on (tests/onnx_real_check.py)."""
+    _check_real(result_of(run_script('onnx_real_check.py')), 12)
+
+
+@pytest.mark.slow
+def test_model_zoo_resnet18_exports():
+    _check_real(result_of(run_script('onnx_real_check.py', '--networks', 'resnet18_v1')), 4)
 
 
 def test_a_node_of_more_than_100_outputs_is_refused(tmp_path):

@@ -42,8 +42,9 @@ def _layout_problem(eqn):
 def _window(eqn):
     """kernel, stride, dilate, pad of a sliding-window operator, as full tuples."""
     a = eqn.attrs
-    if _layout_problem(eqn):  # (reached by the Deconvolution lowering, before any rule)
-        raise _unsupported(eqn, _layout_problem(eqn))
+    problem = _layout_problem(eqn)
+    if problem:  # (reached by the Deconvolution lowering, before any rule)
+        raise _unsupported(eqn, problem)
     kernel = tuple(a['kernel']) if a.get('kernel') not in (None, ()) else ()
     n = len(kernel) or len(eqn.in_shapes[0]) - 2
     return kernel, _tuple(a.get('stride'), n, 1), _tuple(a.get('dilate'), n, 1), \
@@ -260,8 +261,9 @@ def_linear('col2im', _col2im_vjp, validate=_layout_problem)
 def _pool_geometry_unchecked(eqn):
     """(kernel, stride, pad) with MXNet's defaults applied."""
     a = eqn.attrs
-    if _layout_problem(eqn):
-        raise _unsupported(eqn, _layout_problem(eqn))
+    problem = _layout_problem(eqn)
+    if problem:
+        raise _unsupported(eqn, problem)
     spatial = tuple(eqn.in_shapes[0][2:])
     if a.get('global_pool', False):
         return spatial, (1,) * len(spatial), (0,) * len(spatial)
