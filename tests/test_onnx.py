@@ -356,3 +356,22 @@ def test_every_operator_a_derived_graph_can_hold_exports():
                         missing.setdefault(node['op'], set()).add(spec.op)
     assert not missing, f'operators with no ONNX form, by the rows that emit them: {missing}'
     assert {'erf', 'im2col', 'col2im', 'Reshape', 'pick', 'Convolution'} <= seen
+
+
+def test_a_model_onnxruntime_cannot_run_is_refused(tmp_path, monkeypatch):
+    """MXNet's own reverse translation (which onnxruntime rejects) in place of ours."""
+    from mxnet.onnx.mx2onnx._op_translations import _op_translations_opset13 as opset13
+    monkeypatch.setitem(translations.TRANSLATIONS, 'reverse', opset13.convert_reverse)
+    path = str(tmp_path / 'reverse.onnx')
+    with pytest.raises(mg.MXGradLayerError, match='onnxruntime could not run'):
+        mg.export_onnx(Lambda(lambda F, x: F.reverse(x, axis=1) * x), path, _data((4, 3), 0))
+    assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize('codes,reverse,shape', [
+    ((0, -4, -1, 2, 0), False, (4, 5)), ((0, 0, 2, -1, -4), True, (3, 4)),
+    ((0, -3, -1), True, (2, 3, 2)), ((-2,), False, (3, 2)), ((0, 0, -1), True, (2, 3, 2)),
+    ((0, 3, -1), False, (3, 4))])
+def test_reshape_codes_as_mxnet_reads_them(codes, reverse, shape, tmp_path):
+    net = Lambda(lambda F, x: F.reshape(x, shape=codes, reverse=reverse) * 2)
+    check_exported(net, [shape], str(tmp_path / 'reshape.onnx'))

@@ -339,19 +339,9 @@ def _node_shapes(sym, nodes, input_shapes):
     arguments = set(sym.list_arguments())
     _, out_shapes, _ = internals.infer_shape(
         **{n: s for n, s in input_shapes.items() if n in arguments})
-    by_name = dict(zip(internals.list_outputs(), out_shapes))
-    shapes = {}
-    for i, node in enumerate(nodes):
-        if node['op'] == 'null':
-            shapes[(i, 0)] = by_name.get(node['name'])
-            continue
-        k = 0
-        while f"{node['name']}_output{k}" in by_name:
-            shapes[(i, k)] = by_name[f"{node['name']}_output{k}"]
-            k += 1
-        if f"{node['name']}_output" in by_name:
-            shapes[(i, 0)] = by_name[f"{node['name']}_output"]
-    return shapes
+    names = internals.list_outputs()
+    by_name = dict(zip(names, out_shapes))
+    return {key: by_name[n] for key, n in _tensor_names(nodes, names).items()}
 
 
 def exportable_ops():
@@ -470,7 +460,14 @@ def _verify(path, block, sym, params, example_inputs, input_names, reference, rt
         cases.append((other, _outputs(block(*other))))
     worst = None  # (error, output name, batch size)
     for xs, expected in cases:
-        got = session.run(None, {n: x.asnumpy() for n, x in zip(input_names, xs) if n in present})
+        try:
+            got = session.run(None, {n: x.asnumpy() for n, x in zip(input_names, xs)
+                                     if n in present})
+        except Exception as err:  # onnxruntime's own error types are not exported
+            raise MXGradLayerError(
+                f'onnxruntime could not run the written model at batch size '
+                f'{xs[0].shape[0]}: {err}. The file was deleted; please report it with '
+                f'the network.') from err
         scales = None
         for name, source, g, e in zip(session.get_outputs(), sym.list_outputs(), got, expected):
             e = e.asnumpy()

@@ -235,9 +235,7 @@ def _reshape(node, **kwargs):
             pieces.append(binary('Mul', dims(*position(src)), dims(*position(src + 1))))
             src += 2
         elif code == -4:
-            first, second = codes[i + 1], codes[i + 2]
-            if reverse:
-                first, second = second, first
+            first, second = codes[i + 1], codes[i + 2]  # as MXNet reads them, reversed too
             whole = dims(*position(src))
             if first == -1:
                 first = binary('Div', whole, literal([second]))
@@ -247,7 +245,7 @@ def _reshape(node, **kwargs):
                 first = literal([first])
             else:
                 first, second = literal([first]), literal([second])
-            pieces.extend([second, first] if reverse else [first, second])
+            pieces.extend([first, second])
             src += 1
             i += 2
         else:
