@@ -181,6 +181,9 @@ TARGETS = [
     ('Laplacian step d=32 / d=2', 12.0,
      lambda g, s: g('mxnet', 'LAP32', 'layer', 'median_ms') / g('mxnet', 'LAP2', 'layer', 'median_ms')),
     ('W2 step, mxnet / torch (median over repeats)', 0.7, lambda g, s: s('W2')),
+    ('W4 gradient penalty / plain (interleaved)', 3.0,
+     lambda g, s: g('mxnet', 'W4', 'layer', 'interleaved_ratio')),
+    ('W4 step, mxnet / torch (median over repeats)', 1.0, lambda g, s: s('W4')),
     ('W2 peak memory, layer / plain', 2.0,
      lambda g, s: g('mxnet', 'W2', 'layer', 'peak_rss_mb') / g('mxnet', 'W2', 'plain', 'peak_rss_mb')),
 ]

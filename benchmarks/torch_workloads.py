@@ -99,6 +99,69 @@ def w3(method):
     return step
 
 
+class _Residual(torch.nn.Module):
+    def __init__(self, channels, width, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels, width, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(width)
+        self.conv2 = torch.nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(width)
+        project = stride != 1 or channels != width
+        self.proj = torch.nn.Conv2d(channels, width, 1, stride, bias=False) if project else None
+        self.bnp = torch.nn.BatchNorm2d(width) if project else None
+
+    def forward(self, x):
+        h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(h + (self.bnp(self.proj(x)) if self.proj is not None else x))
+
+
+def resnet20():
+    """The W4 critic (benchmarks/resnet20.py), with the same NumPy weights as MXNet's."""
+    import resnet20 as spec
+    values = {k: torch.from_numpy(v) for k, v in spec.weights().items()}
+    stem = [torch.nn.Conv2d(3, 16, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(16),
+            torch.nn.ReLU()]
+    layers = [('stem.conv', stem[0], 'stem.bn', stem[1])]
+    blocks, channels = [], 16
+    for s, width in enumerate(spec.STAGES):
+        for b in range(spec.BLOCKS):
+            block = _Residual(channels, width, 2 if s > 0 and b == 0 else 1)
+            p = f'stage{s}.block{b}'
+            layers += [(f'{p}.conv1', block.conv1, f'{p}.bn1', block.bn1),
+                       (f'{p}.conv2', block.conv2, f'{p}.bn2', block.bn2)]
+            if block.proj is not None:
+                layers.append((f'{p}.proj', block.proj, f'{p}.bnp', block.bnp))
+            blocks.append(block)
+            channels = width
+    head = torch.nn.Linear(64, 1)
+    with torch.no_grad():
+        for conv_name, conv, bn_name, bn in layers:
+            conv.weight.copy_(values[conv_name])
+            bn.weight.copy_(values[bn_name + '.gamma'])
+            bn.bias.copy_(values[bn_name + '.beta'])
+        head.weight.copy_(values['head.weight'])
+        head.bias.copy_(values['head.bias'])
+    return torch.nn.Sequential(*stem, *blocks, torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), head)
+
+
+def w4(method):
+    import resnet20 as spec
+    net = resnet20()
+    real, fake, eps = (torch.from_numpy(a) for a in spec.batch())
+
+    def loss():
+        value = net(fake).mean() - net(real).mean()
+        if method == 'plain':
+            return value
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        g, = torch.autograd.grad(net(x_hat).sum(), x_hat, create_graph=True)
+        norm = torch.sqrt((g.flatten(1) ** 2).sum(dim=1) + 1e-12)
+        return value + 10 * ((norm - 1) ** 2).mean()
+    return _train_step(net.parameters(), loss)
+
+
 WORKLOADS = {'W1': ['plain', 'layer', 'fd'], 'W2': ['plain', 'layer'],
              'LAP2': ['plain', 'layer'], 'LAP8': ['plain', 'layer'],
-             'LAP32': ['plain', 'layer'], 'W3': ['plain', 'layer']}
+             'LAP32': ['plain', 'layer'], 'W3': ['plain', 'layer'],
+             'W4': ['plain', 'layer']}

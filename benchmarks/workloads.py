@@ -143,6 +143,81 @@ def w3(method):
     return step
 
 
+class _Residual(gluon.HybridBlock):
+    def __init__(self, width, stride, project, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.conv1 = gluon.nn.Conv2D(width, 3, stride, 1, use_bias=False)
+            self.bn1 = gluon.nn.BatchNorm()
+            self.conv2 = gluon.nn.Conv2D(width, 3, 1, 1, use_bias=False)
+            self.bn2 = gluon.nn.BatchNorm()
+            self.proj = gluon.nn.Conv2D(width, 1, stride, use_bias=False) if project else None
+            self.bnp = gluon.nn.BatchNorm() if project else None
+
+    def hybrid_forward(self, F, x):
+        h = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        skip = self.bnp(self.proj(x)) if self.proj is not None else x
+        return F.relu(h + skip)
+
+
+def resnet20():
+    """The W4 critic (benchmarks/resnet20.py), with its NumPy weights."""
+    import resnet20 as spec
+    net = gluon.nn.HybridSequential()
+    with net.name_scope():
+        stem = gluon.nn.HybridSequential()
+        stem.add(gluon.nn.Conv2D(16, 3, 1, 1, use_bias=False), gluon.nn.BatchNorm(),
+                 gluon.nn.Activation('relu'))
+        net.add(stem)
+        channels, blocks = 16, []
+        for s, width in enumerate(spec.STAGES):
+            for b in range(spec.BLOCKS):
+                stride = 2 if s > 0 and b == 0 else 1
+                block = _Residual(width, stride, stride != 1 or channels != width)
+                blocks.append(block)
+                net.add(block)
+                channels = width
+        net.add(gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(1))
+    net.initialize()
+    net(nd.zeros((1, 3, 32, 32)))
+    values = spec.weights()
+    layers = [('stem', stem[0], stem[1])]
+    for i, block in enumerate(blocks):
+        name = f'stage{i // spec.BLOCKS}.block{i % spec.BLOCKS}'
+        layers += [(f'{name}.conv1', block.conv1, block.bn1),
+                   (f'{name}.conv2', block.conv2, block.bn2)]
+        if block.proj is not None:
+            layers.append((f'{name}.proj', block.proj, block.bnp))
+    for name, conv, bn in layers:
+        bn_name = {'stem': 'stem.bn'}.get(name, name.replace('conv', 'bn').replace('proj', 'bnp'))
+        conv.weight.set_data(nd.array(values[name if name != 'stem' else 'stem.conv']))
+        bn.gamma.set_data(nd.array(values[bn_name + '.gamma']))
+        bn.beta.set_data(nd.array(values[bn_name + '.beta']))
+    net[-1].weight.set_data(nd.array(values['head.weight']))
+    net[-1].bias.set_data(nd.array(values['head.bias']))
+    return net
+
+
+def w4(method):
+    """WGAN-GP critic step on a CIFAR-style ResNet-20 (BatchNorm, training mode), batch
+    64 of 32x32x3, Adam: ``layer`` adds the penalty 10 (|grad_x D(x_hat)| - 1)^2 from
+    InputGradient; the plain step is the same critic loss without it."""
+    import resnet20 as spec
+    net = resnet20()
+    real, fake, eps = (nd.array(a) for a in spec.batch())
+
+    def critic_loss(s, F, real, fake, eps):
+        loss = F.mean(s.net(fake)) - F.mean(s.net(real))
+        if method == 'plain':
+            return loss
+        x_hat = F.broadcast_add(F.broadcast_mul(eps, real), F.broadcast_mul(1 - eps, fake))
+        g = F.reshape(s.grad(x_hat), (0, -1))
+        norm = F.sqrt(F.sum(F.square(g), axis=1) + 1e-12)
+        return loss + 10 * F.mean(F.square(norm - 1))
+    loss_block = Loss(critic_loss, net=net, grad=mg.InputGradient(net))
+    return _step(loss_block, net.collect_params(), [real, fake, eps])
+
+
 # workload -> methods; the first method is the reference step of the ratios
 WORKLOADS = {
     'W1': ['plain', 'layer', 'fd'],
@@ -151,4 +226,5 @@ WORKLOADS = {
     'LAP8': ['plain', 'layer'],
     'LAP32': ['plain', 'layer'],
     'W3': ['plain', 'layer', 'rev_rev'],
+    'W4': ['plain', 'layer'],
 }
