@@ -157,8 +157,8 @@ def zeros_folded(F, x, K):
     return RuleContext(F, K).zeros_tangent(x)
 
 
-def _is_zero(eqn):
-    opdef = entry(eqn)
+def _is_zero(opdef):
+    """A node whose entry says its derivative is 0 (``opdef``: its entry, or None)."""
     return opdef is not None and opdef.zero
 
 
@@ -167,7 +167,7 @@ def depends_on(graph, input_positions):
     piecewise-constant operator such as ``floor`` or ``ones_like`` cuts the dependence)."""
     live = {graph.input_nids[p] for p in input_positions if graph.input_nids[p] is not None}
     for eqn in graph.nodes:
-        if eqn.op != 'null' and not _is_zero(eqn) and any(i in live for i, _ in eqn.inputs):
+        if eqn.op != 'null' and not _is_zero(entry(eqn)) and any(i in live for i, _ in eqn.inputs):
             live.add(eqn.nid)
     return live
 
@@ -287,7 +287,7 @@ def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample
         tans[nid], laps[nid] = [None] * n, [None] * n
         ts = [tans[i][k] for i, k in eqn.inputs]
         active = [j for j, t in enumerate(ts) if t is not None]
-        if not active or (opdef is not None and opdef.zero):
+        if not active or _is_zero(opdef):
             continue
         rules = _rule_for(c, graph, eqn, opdef, active, mode).rules
         tans[nid] = _one_each(rules['jvp'](c, eqn, xs, ans, ts), n, eqn, 'JVP')

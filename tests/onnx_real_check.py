@@ -107,7 +107,8 @@ def main():
                 sym, params = traced(block, shapes)
                 culprit = serving._first_difference(sym, params, cases, 1e-4)
             results[f'{name} {kind}'] = {'relative_error': worst, 'culprit': culprit,
-                                         'warned': sum('differs from MXNet' in str(w.message) for w in caught)}
+                                         'warned': sum('differs from MXNet' in str(w.message)
+                                                       for w in caught)}
             print(name, kind, results[f'{name} {kind}'], flush=True)
     print('result ' + json.dumps(results))
 
@@ -120,14 +121,8 @@ def serving_session(path):
 
 
 def traced(block, shapes):
-    from mxnet import autograd
     names = [f'input{i}' for i in range(len(shapes))]
-    variables = [mx.sym.var(n, shape=(2,) + s, dtype='float32') for n, s in zip(names, shapes)]
-    with autograd.pause(train_mode=False), serving.computing_as(
-            serving.TraceOptions(training=False)):
-        outs = serving._outputs(block(*variables))
-    sym = serving._exportable(mx.sym.Group(outs) if len(outs) > 1 else outs[0])
-    return sym, serving._parameter_values(block, sym, names)
+    return serving.traced_symbol(block, [mx.nd.zeros((2,) + s) for s in shapes], names)
 
 
 if __name__ == '__main__':

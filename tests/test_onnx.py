@@ -279,7 +279,7 @@ def test_an_operator_without_translation_is_refused_by_name(tmp_path):
 
 
 def test_a_translation_that_computes_something_else_is_caught(tmp_path, monkeypatch):
-    monkeypatch.setitem(translations.TRANSLATIONS, 'sinh', translations._unary('Cosh'))
+    monkeypatch.setitem(translations.TRANSLATIONS, 'sinh', translations._elementwise('Cosh'))
     net = Lambda(lambda F, x: F.sinh(x) * x)
     path = str(tmp_path / 'wrong.onnx')
     with pytest.raises(mg.MXGradLayerError,

@@ -113,14 +113,7 @@ def export_onnx(block, path, *example_inputs, input_names=None, output_names=Non
     reference = _outputs(block(*example_inputs))
     output_names = _names(output_names, 'output', len(reference), 'output_names')
 
-    variables = [mx.sym.var(n, shape=x.shape, dtype=x.dtype)
-                 for n, x in zip(input_names, example_inputs)]
-    # traced for inference, as a derivative block nested in another is traced as that one
-    with autograd.pause(train_mode=False), computing_as(TraceOptions(training=False)):
-        outs = _outputs(block(*variables))
-    sym = _exportable(mx.sym.Group(outs) if len(outs) > 1 else outs[0])
-    params = _parameter_values(block, sym, input_names)
-
+    sym, params = traced_symbol(block, example_inputs, input_names)
     inputs = dict(zip(input_names, example_inputs))
     model = _onnx_model(sym, params, inputs, input_names, output_names,
                         [tuple(r.shape) for r in reference], dynamic_batch)
@@ -135,11 +128,23 @@ def export_onnx(block, path, *example_inputs, input_names=None, output_names=Non
     return path
 
 
+def traced_symbol(block, example_inputs, input_names):
+    """The block's graph as MXNet's exporter takes it (`_exportable`), traced for
+    inference as a derivative block nested in another is traced as that one, and the
+    values of the parameters it reads."""
+    variables = [mx.sym.var(n, shape=x.shape, dtype=x.dtype)
+                 for n, x in zip(input_names, example_inputs)]
+    with autograd.pause(train_mode=False), computing_as(TraceOptions(training=False)):
+        outs = _outputs(block(*variables))
+    sym = _exportable(mx.sym.Group(outs) if len(outs) > 1 else outs[0])
+    return sym, _parameter_values(block, sym, input_names)
+
+
 def _onnx_model(sym, params, inputs, input_names, output_names, out_shapes, dynamic_batch):
     import onnx
     from onnx import helper
     nodes = json.loads(sym.tojson())['nodes']
-    shapes = _node_shapes(sym, nodes, {n: x.shape for n, x in inputs.items()})
+    shapes = _node_shapes(sym, {n: x.shape for n, x in inputs.items()})
     _refuse_unsupported(nodes)
     # MXNet's exporter pairs shapes with its own order of the inputs
     order = [n for n in sym.list_inputs() if n not in params]
@@ -167,6 +172,15 @@ def _onnx_model(sym, params, inputs, input_names, output_names, out_shapes, dyna
     return model
 
 
+def _internals(sym):
+    """A graph's internals: the Symbol, its output names, its JSON nodes, and
+    (node index, output) -> output name."""
+    internals = sym.get_internals()
+    names = internals.list_outputs()
+    nodes = json.loads(internals.tojson())['nodes']
+    return internals, names, nodes, _tensor_names(nodes, names)
+
+
 def _tensor_names(nodes, names):
     """(node index, output) -> the name of that output among a graph's internals."""
     by_node = {}
@@ -183,11 +197,8 @@ def _operand_values(sym, params, inputs):
     """Per node output, the largest magnitude among it and the operands of its node (in
     MXNet): the scale its rounding error is relative to (a sum that cancels to 0 has an
     error of its operands' size)."""
-    internals = sym.get_internals()
-    names = internals.list_outputs()
+    internals, names, nodes, tensor = _internals(sym)
     values = dict(zip(names, _evaluate(internals, {**inputs, **params})))
-    nodes = json.loads(internals.tojson())['nodes']
-    tensor = _tensor_names(nodes, names)
     scales = {}
     for i, node in enumerate(nodes):
         operands = [values[tensor[(j, k)]] for j, k, *_ in node.get('inputs', [])]
@@ -231,10 +242,7 @@ def _first_difference(sym, params, cases, rtol):
     operands, so rounding upstream -- a ReLU mask or a max-pool tie that flips -- is not
     blamed on it."""
     import onnxruntime
-    internals = sym.get_internals()
-    names = internals.list_outputs()
-    nodes = json.loads(internals.tojson())['nodes']
-    tensor = _tensor_names(nodes, names)
+    internals, names, nodes, tensor = _internals(sym)
     inputs = cases[0]
     keep = [i for i, n in enumerate(names) if n not in inputs and n not in params]
     group = mx.sym.Group([internals[i] for i in keep])
@@ -333,15 +341,14 @@ def _parameter_values(block, sym, input_names):
     return params
 
 
-def _node_shapes(sym, nodes, input_shapes):
+def _node_shapes(sym, input_shapes):
     """Static shape of every node output at the example shapes, by (node, output)."""
-    internals = sym.get_internals()
+    internals, names, _, tensor = _internals(sym)
     arguments = set(sym.list_arguments())
     _, out_shapes, _ = internals.infer_shape(
         **{n: s for n, s in input_shapes.items() if n in arguments})
-    names = internals.list_outputs()
     by_name = dict(zip(names, out_shapes))
-    return {key: by_name[n] for key, n in _tensor_names(nodes, names).items()}
+    return {key: by_name[n] for key, n in tensor.items()}
 
 
 def exportable_ops():

@@ -84,29 +84,21 @@ def _ints(text):
     return [int(v) for v in text.split(',') if v.strip() and v.strip() != 'None']
 
 
-def _unary(onnx_op):
+def _elementwise(onnx_op, arity=1):
+    """An MXNet operator that is one ONNX operator on its first ``arity`` inputs."""
     def convert(node, **kwargs):
         from onnx.helper import make_node
         name, inputs, _, _ = _io(node, kwargs)
-        return [make_node(onnx_op, inputs[:1], [name], name=name)]
+        return [make_node(onnx_op, inputs[:arity], [name], name=name)]
     return convert
 
 
 for _op, _onnx_op in (('erf', 'Erf'), ('sign', 'Sign'), ('sinh', 'Sinh'), ('cosh', 'Cosh'),
-                      ('arcsinh', 'Asinh'), ('arccosh', 'Acosh'), ('arctanh', 'Atanh')):
-    TRANSLATIONS[_op] = _unary(_onnx_op)
-
-
-def _binary(onnx_op):
-    def convert(node, **kwargs):
-        from onnx.helper import make_node
-        name, inputs, _, _ = _io(node, kwargs)
-        return [make_node(onnx_op, inputs[:2], [name], name=name)]
-    return convert
-
-
-TRANSLATIONS['broadcast_maximum'] = _binary('Max')
-TRANSLATIONS['broadcast_minimum'] = _binary('Min')
+                      ('arcsinh', 'Asinh'), ('arccosh', 'Acosh'), ('arctanh', 'Atanh'),
+                      ('softsign', 'Softsign')):
+    TRANSLATIONS[_op] = _elementwise(_onnx_op)
+TRANSLATIONS['broadcast_maximum'] = _elementwise('Max', 2)
+TRANSLATIONS['broadcast_minimum'] = _elementwise('Min', 2)
 
 
 @_translation('rsqrt')
@@ -202,8 +194,9 @@ def _reshape(node, **kwargs):
 
     def dims(begin, end):
         out = f'{name}_d{next(counter)}'
-        nodes.append(make_node('Slice', [name + '_in', _const(kwargs, out + '_b', [begin], np.int64),
-                                         _const(kwargs, out + '_e', [end], np.int64)], [out]))
+        bounds = [_const(kwargs, out + '_b', [begin], np.int64),
+                  _const(kwargs, out + '_e', [end], np.int64)]
+        nodes.append(make_node('Slice', [name + '_in'] + bounds, [out]))
         return out
 
     def literal(values):
@@ -406,9 +399,6 @@ def _rounding(node, **kwargs):
             make_node('Floor', [name + '_shifted'], [name + '_floor']),
             make_node('Sign', inputs[:1], [name + '_sign']),
             make_node('Mul', [name + '_sign', name + '_floor'], [name], name=name)]
-
-
-TRANSLATIONS['softsign'] = _unary('Softsign')
 
 
 @_translation('pick')
