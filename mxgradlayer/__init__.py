@@ -11,7 +11,7 @@ import os
 # value the user set stands.
 os.environ.setdefault('MXNET_EXEC_INPLACE_GRAD_SUM_CAP', str(1 << 30))
 from .blocks import (InputGradient, VJP, JVP, Jacobian, HVP, Hessian, Laplacian,
-                     Divergence)
+                     Divergence, Taylor, DifferentialOperator)
 from .errors import (MXGradLayerError, UnsupportedOperatorError, SampleCouplingError,
                      InputSpecError, ExportError)
 from .functional import grad, jvp, vjp, hvp, hessian, laplacian
@@ -22,7 +22,7 @@ from .serving import export_onnx, exportable_ops
 __version__ = '0.1.0'
 
 __all__ = ['InputGradient', 'VJP', 'JVP', 'Jacobian', 'HVP', 'Hessian', 'Laplacian',
-           'Divergence', 'grad', 'jvp', 'vjp', 'hvp', 'hessian', 'laplacian',
+           'Divergence', 'Taylor', 'DifferentialOperator', 'grad', 'jvp', 'vjp', 'hvp', 'hessian', 'laplacian',
            'supported_ops', 'check', 'MXGradLayerError', 'UnsupportedOperatorError',
            'SampleCouplingError', 'InputSpecError', 'ExportError', 'export_onnx',
            'exportable_ops', '__version__']

@@ -22,7 +22,12 @@ number of directions folded into the batch axis), ``eqn`` the node (`ir.Eqn`: pa
   sum_k D^2 f(x)[t_k, t_k] per output (`no_curvature` for operators linear in their
   differentiated inputs);
 * ``laplacian(c, eqn, xs, ans, ts, ls)`` (optional, used instead of jvp(ls) + curvature):
-  the whole forward-Laplacian step, where ``ls`` are the inputs' Laplacians.
+  the whole forward-Laplacian step, where ``ls`` are the inputs' Laplacians;
+* ``taylor(c, eqn, xs, ans, ins, outs, k)``: for Taylor mode, coefficient k >= 2 of each
+  output's Taylor series minus the part linear in the inputs' coefficient k (which the
+  interpreter adds with the JVP rule); ``ins[j]`` is input j's series ``[x_1 .. x_(k-1)]``
+  (None if it carries none), ``outs[i]`` output i's ``[y_1 .. y_(k-1)]`` (`series`).
+  `no_higher_terms` for operators linear in their differentiated inputs.
 
 Zero is None, everywhere: a zero tangent, cotangent, curvature or Laplacian is None, in
 and out, and an operator whose derivative vanishes is `def_zero` (the interpreter then
@@ -45,15 +50,17 @@ table, so every derived graph can be differentiated again (tests/test_closure.py
 """
 import inspect
 
+from .series import cauchy, faa_di_bruno
+
 __all__ = ['OpDef', 'KINDS', 'define', 'def_elementwise', 'def_linear', 'def_bilinear',
-           'def_zero', 'def_lowering', 'no_curvature', 'entry', 'op_key',
+           'def_zero', 'def_lowering', 'no_curvature', 'no_higher_terms', 'entry', 'op_key',
            'supported_ops', 'aliases', 'operators', 'zero_derivative_ops', 'add']
 
 # The rule kinds; a new mode adds its kind here and its rules beside the others.
-KINDS = ('jvp', 'vjp', 'curvature', 'laplacian')
+KINDS = ('jvp', 'vjp', 'curvature', 'laplacian', 'taylor')
 # The kinds each interpreter mode needs (any one of a tuple's alternatives).
-_NEEDS = {'JVP': ('jvp',), 'VJP': ('vjp',), 'forward-Laplacian': ('jvp', ('curvature',
-                                                                           'laplacian'))}
+_NEEDS = {'JVP': ('jvp',), 'VJP': ('vjp',), 'Taylor': ('jvp', 'taylor'),
+          'forward-Laplacian': ('jvp', ('curvature', 'laplacian'))}
 
 
 class OpDef:
@@ -145,6 +152,12 @@ def no_curvature(c, eqn, xs, ans, ts):
     return [None] * eqn.num_outputs
 
 
+def no_higher_terms(c, eqn, xs, ans, ins, outs, k):
+    """The Taylor terms of an operator linear (or piecewise linear) in its differentiated
+    inputs: coefficient k of the output is the JVP of the inputs' coefficient k."""
+    return [None] * eqn.num_outputs
+
+
 def add(F, a, b):
     """a + b where None stands for zero."""
     if a is None:
@@ -154,9 +167,12 @@ def add(F, a, b):
     return F.elemwise_add(a, b)
 
 
-def def_elementwise(op, d1, d2=None, ratio=None, aliases=(), **fields):
+def def_elementwise(op, d1, d2=None, ratio=None, nth=None, aliases=(), **fields):
     """Unary elementwise ``f`` from ``d1(F, x, ans, attrs)`` = f'(x) and, for the forward
-    Laplacian, either ``d2`` = f''(x) (None: f'' = 0, as for relu) or ``ratio`` = f''/f'.
+    Laplacian, either ``d2`` = f''(x) (None: f'' = 0, as for relu) or ``ratio`` = f''/f';
+    for Taylor mode, ``nth(F, x, ans, attrs, m)`` = the m-th derivative for m >= 2 (None
+    where it is zero; not needed when f'' = 0).  Without ``nth``, a function with f'' != 0
+    has no Taylor rule and Taylor mode refuses it.
 
     A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (softrelu's
     f'' = s(1 - s) with s = f'), so the forward Laplacian does not compute it twice.  A
@@ -193,7 +209,15 @@ def def_elementwise(op, d1, d2=None, ratio=None, aliases=(), **fields):
             inner = F.elemwise_add(ls[0], inner)
         return [F.elemwise_mul(first(c, eqn, xs, ans), inner)]
 
+    def taylor(c, eqn, xs, ans, ins, outs, k):
+        return [faa_di_bruno(c, eqn.nid, ins[0], k,
+                             lambda m: nth(c.F, xs[0], ans[0], eqn.attrs, m))]
+
     second_order = {'laplacian': laplacian} if ratio is not None else {'curvature': curvature}
+    if d2 is None and ratio is None:  # f'' = 0: piecewise linear
+        second_order['taylor'] = no_higher_terms
+    elif nth is not None:
+        second_order['taylor'] = taylor
     return define(op, aliases, jvp=jvp, vjp=vjp, **second_order, **fields)
 
 
@@ -201,7 +225,7 @@ def def_linear(op, transpose, jvp=None, aliases=(), **fields):
     """An operator linear in its differentiated inputs: ``transpose`` is its VJP; the JVP
     re-applies the operator to the tangents (zeros for inputs without one) unless given."""
     return define(op, aliases, jvp=jvp or _reapplied, vjp=transpose, curvature=no_curvature,
-                  **fields)
+                  taylor=no_higher_terms, **fields)
 
 
 def _reapplied(c, eqn, xs, ans, ts):
@@ -215,8 +239,8 @@ def def_bilinear(op, product, transpose_left, transpose_right, shared_right=True
 
     ``product(c, eqn, a, b)``: the operator without bias; ``transpose_left(c, eqn, g, a,
     b)`` and ``transpose_right(c, eqn, g, a, b)``: the cotangents of ``a`` and ``b``.  Then the
-    JVP is product(ta, b) + product(a, tb), the curvature 2 product(ta, tb) and the VJP the
-    two transposes.  ``shared_right``: ``b`` is shared by every sample (a weight matrix),
+    JVP is product(ta, b) + product(a, tb), the curvature 2 product(ta, tb), the Taylor
+    terms sum_{i=1}^{k-1} product(a_i, b_(k-i)) (Leibniz) and the VJP the two transposes.  ``shared_right``: ``b`` is shared by every sample (a weight matrix),
     so its tangent has no batch axis to fold directions into: exact for one direction and
     refused in per-sample sweeps (``right`` names it in the error); otherwise (batch_dot)
     ``b`` has a batch axis and primal factors are repeated for the folded directions.
@@ -247,6 +271,9 @@ def def_bilinear(op, product, transpose_left, transpose_right, shared_right=True
             return [None]
         return [c.sum_directions(product(c, eqn, ts[0], ts[1])) * 2.0]
 
+    def taylor(c, eqn, xs, ans, ins, outs, k):
+        return [cauchy(c.F, ins[0], ins[1], k, mul=lambda u, v: product(c, eqn, u, v))]
+
     def vjp(c, eqn, xs, ans, gs):
         out = [None] * len(xs)
         a, b = operand(c, xs[0]), operand(c, xs[1])
@@ -259,7 +286,8 @@ def def_bilinear(op, product, transpose_left, transpose_right, shared_right=True
             shared(c, eqn, 'bias')
             out[2] = bias[1](c, eqn, gs[0])
         return out
-    return define(op, aliases, jvp=jvp, vjp=vjp, curvature=curvature, **fields)
+    return define(op, aliases, jvp=jvp, vjp=vjp, curvature=curvature, taylor=taylor,
+                  **fields)
 
 
 def def_zero(*ops):

@@ -13,7 +13,7 @@ import mxnet as mx
 
 from mxnet import autograd, nd
 
-__all__ = ['check_grads', 'check_param_grads', 'fd_directional', 'fd_jacobian',
+__all__ = ['check_grads', 'check_param_grads', 'check_taylor', 'fd_directional', 'fd_jacobian',
            'fd_laplacian', 'relative_error', 'TOLERANCE']
 
 TOLERANCE = {'float64': 1e-6, 'float32': 2e-2}
@@ -196,3 +196,36 @@ def check_param_grads(block, args, params=None, rtol=1e-5, eps=1e-6, seed=0, los
     return err
 
 
+
+
+def check_taylor(block, args, wrt=0, order=4, rtol=1e-6, eps=1e-5, hybridize=False, seed=0,
+                 reference=None):
+    """Check `Taylor` of a single-output ``block`` to ``order`` along a random direction v:
+    coefficient 0 against the block, coefficient 1 against a central difference of the
+    block, and each coefficient k >= 2 against a central difference of coefficient k - 1
+    (d/ds D^(k-1)_v f(x + s v) = D^k_v f), so every order is checked by the one below it.
+    ``reference``: a float64-exact twin of ``block`` for orders 0 and 1 (as in
+    `check_grads`).  Returns the largest relative error; raises AssertionError naming
+    the order."""
+    from .blocks import Taylor
+    rng = np.random.default_rng(seed)
+    x = args[wrt]
+    v = _random_like(x, rng)
+    blk = Taylor(block, order=order, wrt=wrt)
+    if hybridize:
+        blk.hybridize()
+
+    def series(value):
+        return blk(*_with(args, wrt, value), v).asnumpy()
+    got, plus, minus = series(x), series(x + eps * v), series(x - eps * v)
+    worst = relative_error(got[0], _outputs(reference or block, args)[0].asnumpy())
+    fd1 = fd_directional(reference or block, args, wrt, v, eps)[0].asnumpy()
+    checks = [(1, got[1], fd1)] + [(k, got[k], (plus[k - 1] - minus[k - 1]) / (2 * eps))
+                                   for k in range(2, order + 1)]
+    for k, value, ref in checks:
+        err = relative_error(value, ref)
+        if not err <= rtol:
+            raise AssertionError(f'Taylor coefficient {k} of {getattr(block, "name", block)}: '
+                                 f'relative error {err:.3g} > {rtol:g}')
+        worst = max(worst, err)
+    return worst

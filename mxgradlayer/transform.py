@@ -2,7 +2,8 @@
 """The interpreters: walk a traced `ir.Graph` with ``F`` and emit derivative operators.
 
 `forward` pushes K batched tangents (and optionally Laplacians) through the graph in one
-sweep; `reverse` pulls cotangents back.  Both evaluate the primal once, skip every node
+sweep; `taylor` pushes truncated Taylor series (several jets, one primal); `reverse`
+pulls cotangents back.  Both evaluate the primal once, skip every node
 that does not depend on a differentiated input (its derivative is zero), and never call
 MXNet's own higher-order autograd: the result is an ordinary graph that MXNet trains with
 its first-order backward, hybridizes and exports.
@@ -19,8 +20,8 @@ from .errors import SampleCouplingError, UnsupportedOperatorError
 from .ir import apply_op
 from .registry import add, op_key, zero_derivative_ops, entry
 
-__all__ = ['forward', 'reverse', 'evaluate_primal', 'depends_on', 'RuleContext',
-           'unrecorded', 'zeros_folded']
+__all__ = ['forward', 'taylor', 'Jet', 'reverse', 'evaluate_primal', 'depends_on',
+           'RuleContext', 'unrecorded', 'zeros_folded']
 
 
 class _Unrecorded:
@@ -82,6 +83,7 @@ class RuleContext:
         # per-sample blocks need sample-local operators even for one direction
         self.per_sample = K > 1 if per_sample is None else per_sample
         self._memo = {} if memo is None else memo
+        self._local = {}     # what depends on this sweep's directions (Taylor powers)
         self._needed = None  # positions of the inputs a VJP must return (None: all)
 
     def needs(self, j):
@@ -95,6 +97,12 @@ class RuleContext:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
+
+    def memo_local(self, key, make):
+        """Like `memo`, for values built from this context's own tangents or series."""
+        if key not in self._local:
+            self._local[key] = make()
+        return self._local[key]
 
     def apply(self, eqn, inputs, **overrides):
         attrs = dict(eqn.raw_attrs)
@@ -125,7 +133,7 @@ class RuleContext:
         if self.K == 1:
             return x
         # keyed by identity; the entry holds x itself, so the id cannot be reused meanwhile
-        key = (id(x), 'repeat')
+        key = (id(x), 'repeat', self.K)
         if key not in self._memo or self._memo[key][0] is not x:
             self._memo[key] = (x, self.F.concat(*([x] * self.K), dim=0))
         return self._memo[key][1]
@@ -138,6 +146,16 @@ class RuleContext:
             return t
         parts = self.F.split(t, num_outputs=self.K, axis=0)
         return self.F.add_n(*[parts[k] for k in range(self.K)])
+
+    def collapse(self, t, weights):
+        """sum_k weights[k] t_k over the folded directions (K*B, *s) -> (B, *s)."""
+        if t is None:
+            return None
+        F = self.F
+        parts = F.split(t, num_outputs=self.K, axis=0) if self.K > 1 else [t]
+        terms = [parts[k] if weights[k] == 1.0 else parts[k] * float(weights[k])
+                 for k in range(self.K) if weights[k] != 0.0]
+        return terms[0] if len(terms) == 1 else F.add_n(*terms)
 
     def zeros_tangent(self, x):
         """A zero tangent for primal ``x`` in folded layout: (K*B, *s)."""
@@ -306,6 +324,86 @@ def forward(F, graph, inputs, params, tangents, K=1, laplacian=False, per_sample
     out_t = [tans[n][k] for n, k in graph.heads]
     out_l = [laps[n][k] for n, k in graph.heads] if laplacian else None
     return outs, out_t, out_l
+
+
+class Jet:
+    """One set of Taylor series pushed through a graph by `taylor`.
+
+    ``series`` maps input positions to ``[x_1, ..., x_order]`` (normalised coefficients,
+    folded: (K*B, *s); None entries are zero); ``weights`` (K floats) collapses the top
+    coefficient: it is carried as sum_k w_k x_order,k, shape
+    (B, *s), from the start (collapsed Taylor mode, Dangel et al. 2025).  The top
+    coefficient is linear in the inputs' top coefficients, so the collapse is exact.
+    """
+
+    def __init__(self, series, order, K=1, weights=None, per_sample=None):
+        self.series, self.order, self.K, self.weights = series, order, K, weights
+        self.per_sample = per_sample
+
+
+def _input_series(c, jet, pos):
+    s = jet.series.get(pos)
+    if s is None:
+        return None
+    s = list(s) + [None] * (jet.order - len(s))
+    if jet.weights is not None:
+        s[-1] = c.collapse(s[-1], jet.weights)
+    return s if any(x is not None for x in s) else None
+
+
+def taylor(F, graph, inputs, params, jets):
+    """Taylor-mode sweep: every `Jet` through the graph in one pass over its nodes, the
+    primal evaluated once for all of them.
+
+    Returns ``(outputs, series)``: ``series[j][i]`` is head i's ``[y_1, ..., y_order]``
+    for jet j (None: no derivative; entries None where zero), its last entry collapsed
+    where the jet has weights.  Coefficient k of a node's output is the JVP rule applied
+    to the inputs' coefficient k plus the node's ``taylor`` rule of the lower ones.
+    """
+    F = unrecorded(F)
+    memo = {}
+    contexts = [RuleContext(F, j.K, j.per_sample, memo) for j in jets]
+    tops = [RuleContext(F, 1, per_sample=False, memo=memo) for _ in jets]
+    vals, sers = {}, [{} for _ in jets]
+    for eqn in graph.nodes:
+        nid = eqn.nid
+        if eqn.op == 'null':
+            vals[nid] = [_variable_value(graph, eqn, inputs, params)]
+            pos = graph.input_nids.index(nid) if nid in graph.input_nids else None
+            for c, jet, ser in zip(contexts, jets, sers):
+                ser[nid] = [_input_series(c, jet, pos) if pos is not None else None]
+            continue
+        xs = [vals[i][k] for i, k in eqn.inputs]
+        opdef = entry(eqn)
+        ans = _primal(F, eqn, opdef, xs, memo)
+        vals[nid] = ans
+        n = len(ans)
+        for c, top, jet, ser in zip(contexts, tops, jets, sers):
+            ser[nid] = [None] * n
+            ins = [ser[i][k] for i, k in eqn.inputs]
+            active = [j for j, s in enumerate(ins) if s is not None]
+            if not active or _is_zero(opdef):
+                continue
+            rules = _rule_for(c, graph, eqn, opdef, active, 'Taylor').rules
+            outs = [[] for _ in range(n)]
+            for k in range(1, jet.order + 1):
+                collapsed = jet.weights is not None and k == jet.order
+                ts = [s[k - 1] if s is not None else None for s in ins]
+                lin = ([None] * n if all(t is None for t in ts) else
+                       _one_each(rules['jvp'](top if collapsed else c, eqn, xs, ans, ts), n,
+                                 eqn, 'JVP'))
+                if k > 1:
+                    lower = [s[:k - 1] if s is not None else None for s in ins]
+                    rest = _one_each(rules['taylor'](c, eqn, xs, ans, lower, outs, k), n, eqn,
+                                     'Taylor')
+                    if collapsed:
+                        rest = [c.collapse(r, jet.weights) for r in rest]
+                    lin = [add(F, a, b) for a, b in zip(lin, rest)]
+                for i in range(n):
+                    outs[i].append(lin[i])
+            ser[nid] = [o if any(t is not None for t in o) else None for o in outs]
+    outs = [vals[n][k] for n, k in graph.heads]
+    return outs, [[ser[n][k] for n, k in graph.heads] for ser in sers]
 
 
 def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):

@@ -27,6 +27,8 @@ def _derived_blocks(spec, wrt):
     yield 'VJP', mg.VJP(net, wrt), list(spec.shapes) + [None]
     yield 'JVP', mg.JVP(net, wrt), list(spec.shapes) + [spec.shapes[wrt]]
     yield 'InputGradient', mg.InputGradient(net, wrt), list(spec.shapes)
+    if registry.operators()[spec.op].supports('Taylor'):
+        yield 'Taylor', mg.Taylor(net, order=3, wrt=wrt), list(spec.shapes) + [spec.shapes[wrt]]
 
 
 @pytest.mark.parametrize('spec', SPECS + VARIANTS, ids=[s.op for s in SPECS + VARIANTS])

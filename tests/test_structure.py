@@ -9,10 +9,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'mxgradlayer'
 # module -> the mxgradlayer modules it may import (errors is everyone's)
 ALLOWED = {
     'ir': set(),
-    'registry': set(),
+    'series': set(),
+    'registry': {'series'},
     'tracing': {'ir', 'registry'},
     'transform': {'ir', 'registry'},
-    'rules': {'ir', 'registry', 'rules'},
+    'rules': {'ir', 'registry', 'series', 'rules'},
     'blocks': {'rules', 'tracing', 'transform', 'blocks'},
     'serving': {'ir', 'tracing', 'serving'},
 }

@@ -183,7 +183,7 @@ class DerivativeBlock(HybridBlock):
         return tuple(grads) if self._wrt_is_tuple else grads[0]
 
     # ----- the computation -----
-    def hybrid_forward(self, F, *args):
+    def hybrid_forward(self, F, *args, **constants):
         inputs, vectors = self._split_args(args)
         specs = self._specs(inputs)
         # axis 0 is the batch axis of every input as long as the differentiated one
@@ -197,7 +197,8 @@ class DerivativeBlock(HybridBlock):
         params = {p.name: p for p in self.collect_params().values()}
         values = self._network.variables(F, graph, params, getattr(inputs[0], 'context', None))
         with computing_as(options):  # the blocks _compute calls are built as this one
-            out = self._compute(unrecorded(F), graph, inputs, vectors, values)
+            # constants: the block's own gluon.Constant arrays (DifferentialOperator's)
+            out = self._compute(unrecorded(F), graph, inputs, vectors, values, **constants)
         if F is mx.nd and mx.autograd.is_recording() and values:
             out = _touching(out, values.values())
         return out

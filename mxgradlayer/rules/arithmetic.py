@@ -4,11 +4,14 @@
 Binary operators are described by their partial derivatives (`_binary`): the JVP is
 da*ta + db*tb, the VJP (da*g, db*g) summed back to each operand's shape, and the
 forward-Laplacian curvature daa*S(ta^2) + 2 dab*S(ta tb) + dbb*S(tb^2), where S sums
-the folded directions.  ``None`` partials mean 1 (so addition emits no multiply).
+the folded directions.  ``None`` partials mean 1 (so addition emits no multiply).  Their
+Taylor terms (``taylor=``): none for the (piecewise) linear ones, Leibniz for products,
+the quotient recurrence for division; powers of a variable exponent have none.
 """
 import math
 
-from ..registry import def_elementwise, def_linear, define, no_curvature
+from ..registry import def_elementwise, def_linear, define, no_curvature, no_higher_terms
+from ..series import cauchy
 from ._helpers import add, broadcast_tangent, neg, unbroadcast
 
 ONE, MINUS_ONE = 'one', 'minus_one'
@@ -24,11 +27,12 @@ def _times(c, t, d, broadcast):
     return c.scale(t, d, broadcast=broadcast)
 
 
-def _binary(op, partials, second, broadcast=False):
+def _binary(op, partials, second, broadcast=False, taylor=None):
     """Register a binary operator from ``partials(F, a, b, ans) -> (da, db)``.
 
     ``second(F, a, b, ans) -> (daa, dab, dbb)`` (None entries are zero) gives the
-    forward Laplacian's curvature.
+    forward Laplacian's curvature; ``taylor(c, eqn, a, b, ans, sa, sb, sy, k)`` its Taylor
+    terms from the operands' series broadcast to the output's shape (``sy``: the output's).
     """
     def jvp(c, eqn, xs, ans, ts):
         a, b = xs
@@ -67,7 +71,16 @@ def _binary(op, partials, second, broadcast=False):
             total = F.elemwise_add(total, t)
         return [total]
 
-    define(op, jvp=jvp, vjp=vjp, curvature=curvature)
+    def taylor_terms(c, eqn, xs, ans, ins, outs, k):
+        out = eqn.out_shapes[0]
+        sa, sb = [None if s is None else
+                  [broadcast_tangent(c, eqn, t, shp, out, ans[0]) for t in s]
+                  for s, shp in zip(ins, eqn.in_shapes)]
+        return [taylor(c, eqn, xs[0], xs[1], ans[0], sa, sb, outs[0], k)]
+
+    rules = {} if taylor is None else {
+        'taylor': no_higher_terms if taylor == 'linear' else taylor_terms}
+    define(op, jvp=jvp, vjp=vjp, curvature=curvature, **rules)
 
 
 def _add_partials(F, a, b, ans):
@@ -94,6 +107,19 @@ def _div_partials(F, a, b, ans):  # d(a/b) = da/b - a db/b^2
 def _div_second(F, a, b, ans):  # daa 0, dab -1/b^2, dbb 2a/b^3
     rb = F.reciprocal(b)
     return None, F.square(rb) * -1.0, F.broadcast_mul(ans, F.square(rb)) * 2.0
+
+
+def _mul_taylor(c, eqn, a, b, y, sa, sb, sy, k):  # Leibniz
+    return cauchy(c.F, sa, sb, k)
+
+
+def _div_taylor(c, eqn, a, b, y, sa, sb, sy, k):
+    """y = a / b: y_k = (a_k - sum_{j=1}^{k} b_j y_(k-j)) / b; the terms j < k here."""
+    if sb is None:
+        return None
+    part = cauchy(c.F, sb, sy, k)
+    return None if part is None else c.scale(part, c.F.reciprocal(b) * -1.0,
+                                             broadcast=True)
 
 
 def _ge(F, a, b):
@@ -133,22 +159,23 @@ def _power_second(F, a, b, ans):
 
 
 # ----- elementwise (same shape) and broadcast binary operators -----
-for _suffix, _p, _s in (('add', _add_partials, _zero_second),
-                        ('sub', _sub_partials, _zero_second),
-                        ('mul', _mul_partials, _mul_second),
-                        ('div', _div_partials, _div_second)):
-    _binary('elemwise_' + _suffix, _p, _s)
-    _binary('broadcast_' + _suffix, _p, _s, broadcast=True)
-_binary('broadcast_plus', _add_partials, _zero_second, broadcast=True)
-_binary('broadcast_minus', _sub_partials, _zero_second, broadcast=True)
-_binary('_plus', _add_partials, _zero_second)
-_binary('_minus', _sub_partials, _zero_second)
-_binary('_mul', _mul_partials, _mul_second)
-_binary('_div', _div_partials, _div_second)
-_binary('broadcast_maximum', _max_partials, _zero_second, broadcast=True)
-_binary('broadcast_minimum', _min_partials, _zero_second, broadcast=True)
-_binary('_maximum', _max_partials, _zero_second, broadcast=True)
-_binary('_minimum', _min_partials, _zero_second, broadcast=True)
+LINEAR = 'linear'
+for _suffix, _p, _s, _t in (('add', _add_partials, _zero_second, LINEAR),
+                            ('sub', _sub_partials, _zero_second, LINEAR),
+                            ('mul', _mul_partials, _mul_second, _mul_taylor),
+                            ('div', _div_partials, _div_second, _div_taylor)):
+    _binary('elemwise_' + _suffix, _p, _s, taylor=_t)
+    _binary('broadcast_' + _suffix, _p, _s, broadcast=True, taylor=_t)
+_binary('broadcast_plus', _add_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('broadcast_minus', _sub_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('_plus', _add_partials, _zero_second, taylor=LINEAR)
+_binary('_minus', _sub_partials, _zero_second, taylor=LINEAR)
+_binary('_mul', _mul_partials, _mul_second, taylor=_mul_taylor)
+_binary('_div', _div_partials, _div_second, taylor=_div_taylor)
+_binary('broadcast_maximum', _max_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('broadcast_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('_maximum', _max_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
 _binary('broadcast_power', _power_partials, _power_second, broadcast=True)
 _binary('_power', _power_partials, _power_second, broadcast=True)
 
@@ -184,9 +211,14 @@ def_linear('_rminus_scalar', _negate_vjp, jvp=_negate_jvp)
 def_linear('negative', _negate_vjp, jvp=_negate_jvp)
 def_linear('_mul_scalar', _apply_vjp)
 def_linear('_div_scalar', _apply_vjp)
+def _rdiv_nth(F, x, y, a, m):  # d^m (s/x) = s (-1)^m m! x^-(m+1) = y (-1)^m m! x^-m
+    return F.elemwise_mul(y, F._internal._power_scalar(x, scalar=-float(m))) * (
+        (-1.0) ** m * math.factorial(m))
+
+
 def_elementwise('_rdiv_scalar',  # s / x: -s/x^2, 2s/x^3
                 lambda F, x, y, a: F.elemwise_div(y, x) * -1.0,
-                lambda F, x, y, a: F.elemwise_div(y, F.square(x)) * 2.0)
+                lambda F, x, y, a: F.elemwise_div(y, F.square(x)) * 2.0, nth=_rdiv_nth)
 
 
 def _pow_d1(F, x, y, a):
@@ -205,9 +237,16 @@ def _pow_d2(F, x, y, a):
     return F._internal._power_scalar(x, scalar=p - 2.0) * (p * (p - 1.0))
 
 
-def_elementwise('_power_scalar', _pow_d1, _pow_d2)
+def _pow_nth(F, x, y, a, m):  # p (p-1) ... (p-m+1) x^(p-m); None once p is exhausted
+    p = _scalar(a)
+    falling = math.prod(p - i for i in range(m))
+    return None if falling == 0.0 else F._internal._power_scalar(x, scalar=p - m) * falling
+
+
+def_elementwise('_power_scalar', _pow_d1, _pow_d2, nth=_pow_nth)
 def_elementwise('_rpower_scalar', lambda F, x, y, a: y * math.log(_scalar(a)),
-                lambda F, x, y, a: y * math.log(_scalar(a)) ** 2)
+                lambda F, x, y, a: y * math.log(_scalar(a)) ** 2,
+                nth=lambda F, x, y, a, m: y * math.log(_scalar(a)) ** m)
 # maximum(x, s): MXNet's backward passes the gradient where x >= s (and x <= s for minimum)
 def_elementwise('_maximum_scalar',
                 lambda F, x, y, a: F._internal._greater_equal_scalar(x, scalar=_scalar(a)))
@@ -240,7 +279,8 @@ def _where_vjp(c, eqn, xs, ans, gs):
 
 
 # The condition is piecewise constant: its derivative is zero wherever it is defined.
-define('where', jvp=_where_jvp, vjp=_where_vjp, curvature=no_curvature)
+define('where', jvp=_where_jvp, vjp=_where_vjp, curvature=no_curvature,
+       taylor=no_higher_terms)
 
 
 # ----- add_n (ElementWiseSum): what sums of many terms emit -----

@@ -1,6 +1,6 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Reductions: sum and mean over axes (linear; the VJP broadcasts back)."""
-from ..registry import def_linear, def_lowering, define, no_curvature
+from ..registry import def_linear, def_lowering, define, no_curvature, no_higher_terms
 
 
 def reduced_axes(attrs, rank):
@@ -175,7 +175,8 @@ def _weighted_reduction(factor):
 
 for _op in ('max', 'min'):  # piecewise linear
     _jvp, _vjp = _weighted_reduction(_chooser)
-    define(_op, jvp=_jvp, vjp=_vjp, curvature=no_curvature, aliases=(_op + '_axis',))
+    define(_op, jvp=_jvp, vjp=_vjp, curvature=no_curvature, taylor=no_higher_terms,
+           aliases=(_op + '_axis',))
 
 
 # ----- norm (ord 1 or 2) over axes -----

@@ -216,7 +216,9 @@ def_linear('reshape_like', _reshape_like_vjp, jvp=_like_jvp)
 
 # operators without array inputs, or whose output does not depend on input values
 def_zero('eye', '_eye', 'zeros', '_zeros', 'ones', '_ones', '_full', 'arange', '_arange',
-         'shape_array', 'size_array', 'one_hot')
+         'shape_array', 'size_array', 'one_hot',
+         # random directions (DifferentialOperator's stochastic estimates): constants
+         '_random_uniform_like', '_random_normal_like')
 
 
 # ----- Pad (constant mode): the VJP crops the padding off again -----

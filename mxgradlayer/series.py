@@ -1,0 +1,76 @@
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+"""Truncated Taylor series of folded tensors: the arithmetic the Taylor rules share.
+
+A series is the list ``[x_1, ..., x_j]`` of the normalised Taylor coefficients of a value
+along a curve, x(t) = x_0 + x_1 t + x_2 t^2 + ... (x_0, the primal value, is not in the
+list), each folded like a tangent (K directions in the batch axis); None is a zero
+coefficient.  A Taylor rule returns, for coefficient k of each output, the part that
+does not involve the inputs' own coefficient k (the interpreter adds that part with the
+JVP rule), so it reads only ``x_1 .. x_(k-1)``: the rules here never see a coefficient
+they are asked to produce.
+"""
+import math
+
+__all__ = ['coefficient', 'cauchy', 'power_coefficient', 'faa_di_bruno']
+
+
+def coefficient(s, j):
+    """Coefficient j >= 1 of series ``s`` (None if zero or beyond its length)."""
+    return s[j - 1] if s is not None and 1 <= j <= len(s) else None
+
+
+def cauchy(F, a, b, k, mul=None):
+    """sum_{i=1}^{k-1} a_i b_(k-i): coefficient k of the product of two series without
+    their constant terms (the Leibniz part that is not linear in a_k or b_k).
+    ``mul(u, v)`` multiplies two coefficients (default elemwise_mul)."""
+    mul = mul or F.elemwise_mul
+    total = None
+    for i in range(1, k):
+        u, v = coefficient(a, i), coefficient(b, k - i)
+        if u is not None and v is not None:
+            term = mul(u, v)
+            total = term if total is None else F.elemwise_add(total, term)
+    return total
+
+
+def power_coefficient(c, key, s, m, k):
+    """Coefficient k of (x_1 t + x_2 t^2 + ...)^m, from x_1 .. x_(k-m+1), memoised per
+    sweep under ``key`` (powers are shared between the coefficients of one node)."""
+    if k < m:
+        return None
+    if m == 1:
+        return coefficient(s, k)
+
+    def make():
+        total = None
+        for j in range(1, k - m + 2):
+            u, v = coefficient(s, j), power_coefficient(c, key, s, m - 1, k - j)
+            if u is not None and v is not None:
+                term = c.F.elemwise_mul(u, v)
+                total = term if total is None else c.F.elemwise_add(total, term)
+        return total
+    return c.memo_local((key, 'power', m, k), make)
+
+
+def faa_di_bruno(c, key, s, k, derivative):
+    """The part of coefficient k of f(x(t)) beyond f'(x_0) x_k:
+    sum_{m=2}^{k} f^(m)(x_0) / m! (x_1 t + ...)^m |_k.
+
+    ``derivative(m)`` returns f^(m)(x_0) for m >= 2 as a primal (unfolded) tensor, or
+    None where it is zero; it is called once per m and sweep.
+    """
+    total = None
+    for m in range(2, k + 1):
+        p = power_coefficient(c, key, s, m, k)
+        if p is None:
+            continue
+        d = c.memo((key, 'taylor-derivative', m), lambda m=m: _over_factorial(derivative(m), m))
+        if d is None:
+            continue
+        term = c.scale(p, d)
+        total = term if total is None else c.F.elemwise_add(total, term)
+    return total
+
+
+def _over_factorial(d, m):
+    return None if d is None else d * (1.0 / math.factorial(m))
