@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-torch long-run distributed clean
+.PHONY: demo test test-slow bench bench-torch bench-taylor long-run distributed clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ test-slow: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m slow --runslow tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(JAX_VENV) build *.egg-info .pytest_cache
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --threads 2
@@ -32,6 +32,19 @@ bench: $(STAMP)
 bench-torch: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python benchmarks/run.py --threads 2 --torch --repeat 3
+
+# Taylor mode against nesting, PyTorch and jax.experimental.jet: torch goes into .venv,
+# JAX (which needs NumPy 2, against MXNet's NumPy < 1.24) into a virtual environment of its
+# own; both for benchmarking only
+JAX_VENV := .venv-jax
+$(JAX_VENV)/.installed:
+	$(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'jax[cpu]==0.10.2'
+	touch $@
+
+bench-taylor: $(STAMP) $(JAX_VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python benchmarks/taylor.py --threads 2 --repeat 3 --jax-python $(JAX_VENV)/bin/python
 
 # 10,000 steps of the Poisson workload; fails if resident memory grows after warm-up
 long-run: $(STAMP)

@@ -27,7 +27,10 @@ number of directions folded into the batch axis), ``eqn`` the node (`ir.Eqn`: pa
   output's Taylor series minus the part linear in the inputs' coefficient k (which the
   interpreter adds with the JVP rule); ``ins[j]`` is input j's series ``[x_1 .. x_(k-1)]``
   (None if it carries none), ``outs[i]`` output i's ``[y_1 .. y_(k-1)]`` (`series`).
-  `no_higher_terms` for operators linear in their differentiated inputs.
+  `no_higher_terms` for operators linear in their differentiated inputs.  The
+  interpreter sums the top coefficient of a collapsed sweep over its directions; a rule
+  marked ``collapses = True`` does that itself when ``c.collapsing`` holds the weights
+  (and may then sum before multiplying by primal factors, as `faa_di_bruno` does).
 
 Zero is None, everywhere: a zero tangent, cotangent, curvature or Laplacian is None, in
 and out, and an operator whose derivative vanishes is `def_zero` (the interpreter then
@@ -50,7 +53,7 @@ table, so every derived graph can be differentiated again (tests/test_closure.py
 """
 import inspect
 
-from .series import cauchy, faa_di_bruno
+from .series import autonomous, cauchy, faa_di_bruno
 
 __all__ = ['OpDef', 'KINDS', 'define', 'def_elementwise', 'def_linear', 'def_bilinear',
            'def_zero', 'def_lowering', 'no_curvature', 'no_higher_terms', 'entry', 'op_key',
@@ -167,12 +170,17 @@ def add(F, a, b):
     return F.elemwise_add(a, b)
 
 
-def def_elementwise(op, d1, d2=None, ratio=None, nth=None, aliases=(), **fields):
+def def_elementwise(op, d1, d2=None, ratio=None, nth=None, ode=None, aliases=(),
+                    **fields):
     """Unary elementwise ``f`` from ``d1(F, x, ans, attrs)`` = f'(x) and, for the forward
     Laplacian, either ``d2`` = f''(x) (None: f'' = 0, as for relu) or ``ratio`` = f''/f';
     for Taylor mode, ``nth(F, x, ans, attrs, m)`` = the m-th derivative for m >= 2 (None
     where it is zero; not needed when f'' = 0).  Without ``nth``, a function with f'' != 0
-    has no Taylor rule and Taylor mode refuses it.
+    has no Taylor rule and Taylor mode refuses it.  ``ode``: the ascending coefficients
+    of a polynomial P with f' = P(f) (tanh: 1 - f^2); Taylor mode then propagates the
+    coefficients by that ODE's recurrence (`series.autonomous`, fewer products), and
+    uses ``nth`` only for a collapsed coefficient, where Faa di Bruno sums the
+    directions before it multiplies.
 
     A ``d2`` with a ``d1`` keyword receives f'(x) as already built in the sweep (softrelu's
     f'' = s(1 - s) with s = f'), so the forward Laplacian does not compute it twice.  A
@@ -210,8 +218,14 @@ def def_elementwise(op, d1, d2=None, ratio=None, nth=None, aliases=(), **fields)
         return [F.elemwise_mul(first(c, eqn, xs, ans), inner)]
 
     def taylor(c, eqn, xs, ans, ins, outs, k):
+        # a collapsed coefficient by Faa di Bruno, which sums each power over the
+        # directions before the one product with f^(m)(x_0) (measured: the biharmonic at
+        # d = 8 1.3 times faster than by the recurrence, which multiplies folded series)
+        if ode is not None and c.collapsing is None:
+            return [autonomous(c, eqn.nid, ins[0], outs[0], ans[0], k, ode)]
         return [faa_di_bruno(c, eqn.nid, ins[0], k,
                              lambda m: nth(c.F, xs[0], ans[0], eqn.attrs, m))]
+    taylor.collapses = True  # faa_di_bruno honours c.collapsing
 
     second_order = {'laplacian': laplacian} if ratio is not None else {'curvature': curvature}
     if d2 is None and ratio is None:  # f'' = 0: piecewise linear

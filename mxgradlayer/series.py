@@ -11,7 +11,7 @@ they are asked to produce.
 """
 import math
 
-__all__ = ['coefficient', 'cauchy', 'power_coefficient', 'faa_di_bruno']
+__all__ = ['coefficient', 'cauchy', 'power_coefficient', 'faa_di_bruno', 'autonomous']
 
 
 def coefficient(s, j):
@@ -57,7 +57,9 @@ def faa_di_bruno(c, key, s, k, derivative):
     sum_{m=2}^{k} f^(m)(x_0) / m! (x_1 t + ...)^m |_k.
 
     ``derivative(m)`` returns f^(m)(x_0) for m >= 2 as a primal (unfolded) tensor, or
-    None where it is zero; it is called once per m and sweep.
+    None where it is zero; it is called once per m and sweep.  When the sweep collapses
+    coefficient k (``c.collapsing``: the directions' weights), each power is summed over
+    the directions before its primal factor multiplies it, and the result is collapsed.
     """
     total = None
     for m in range(2, k + 1):
@@ -67,10 +69,64 @@ def faa_di_bruno(c, key, s, k, derivative):
         d = c.memo((key, 'taylor-derivative', m), lambda m=m: _over_factorial(derivative(m), m))
         if d is None:
             continue
-        term = c.scale(p, d)
+        if c.collapsing is not None:
+            term = c.F.elemwise_mul(c.collapse(p, c.collapsing), d)
+        else:
+            term = c.scale(p, d)
         total = term if total is None else c.F.elemwise_add(total, term)
     return total
 
 
 def _over_factorial(d, m):
     return None if d is None else d * (1.0 / math.factorial(m))
+
+
+def _times(F, t, w):
+    return t if w == 1.0 else t * float(w)
+
+
+def autonomous(c, key, xs, ys, y0, k, poly):
+    """The part of coefficient k of y = f(x(t)) beyond f'(x_0) x_k, for an f with
+    f' = P(f), P = ``poly`` (ascending, degree <= 2: tanh 1 - y^2, sigmoid y - y^2,
+    exp y, tan 1 + y^2), by the recurrence of y' = P(y) x' (Griewank & Walther, 13.2):
+    k y_k = sum_(j=1)^k j x_j z_(k-j), z = P(y), whose coefficients need only y's lower
+    ones and products of two series.  About half the products of Faa di Bruno at order 4,
+    and no derivative table.  ``xs``, ``ys``: the input's and output's series so far;
+    ``y0``: f(x_0).
+    """
+    F = c.F
+    b, q = (list(poly) + [0.0, 0.0, 0.0])[1:3]
+
+    def z(m):  # coefficient m >= 1 of P(y(t)): (b + 2 q y_0) y_m + q sum_(0<i<m) y_i y_(m-i)
+        def make():
+            ym = coefficient(ys, m)
+            total = None
+            if ym is not None:
+                slope = c.memo((key, 'ode-slope'), lambda: y0 * (2.0 * q) + b if q else None)
+                total = c.scale(ym, slope) if slope is not None else _times(F, ym, b)
+            if q:
+                half = None
+                for i in range(1, (m + 1) // 2):
+                    u, v = coefficient(ys, i), coefficient(ys, m - i)
+                    if u is not None and v is not None:
+                        term = F.elemwise_mul(u, v)
+                        half = term if half is None else F.elemwise_add(half, term)
+                square = _times(F, half, 2.0 * q) if half is not None else None
+                if m % 2 == 0 and coefficient(ys, m // 2) is not None:
+                    mid = _times(F, F.square(coefficient(ys, m // 2)), q)
+                    square = mid if square is None else F.elemwise_add(square, mid)
+                if square is not None:
+                    total = square if total is None else F.elemwise_add(total, square)
+            return total
+        return c.memo_local((key, 'ode', m), make)
+
+    total = None
+    for j in range(1, k):
+        xj, zj = coefficient(xs, j), z(k - j)
+        if xj is None or zj is None:
+            continue
+        if j > 1:
+            xj = c.memo_local((key, 'ode-x', j), lambda xj=xj, j=j: xj * float(j))
+        term = F.elemwise_mul(xj, zj)
+        total = term if total is None else F.elemwise_add(total, term)
+    return None if total is None else total * (1.0 / k)

@@ -85,6 +85,9 @@ class RuleContext:
         self._memo = {} if memo is None else memo
         self._local = {}     # what depends on this sweep's directions (Taylor powers)
         self._needed = None  # positions of the inputs a VJP must return (None: all)
+        # weights of the top Taylor coefficient while a rule that collapses it itself
+        # (``rule.collapses``) computes it; None otherwise
+        self.collapsing = None
 
     def needs(self, j):
         """Whether a VJP rule must compute the cotangent of input ``j`` (it depends on
@@ -148,13 +151,21 @@ class RuleContext:
         return self.F.add_n(*[parts[k] for k in range(self.K)])
 
     def collapse(self, t, weights):
-        """sum_k weights[k] t_k over the folded directions (K*B, *s) -> (B, *s)."""
+        """sum_k weights[k] t_k over the folded directions (K*B, *s) -> (B, *s).
+
+        Directions of equal weight are summed first (add_n, as in `sum_directions`), so
+        the Laplacian's n equal weights cost one multiplication, the biharmonic's two.
+        """
         if t is None:
             return None
         F = self.F
         parts = F.split(t, num_outputs=self.K, axis=0) if self.K > 1 else [t]
-        terms = [parts[k] if weights[k] == 1.0 else parts[k] * float(weights[k])
-                 for k in range(self.K) if weights[k] != 0.0]
+        groups = {}
+        for k, w in enumerate(weights):
+            if w != 0.0:
+                groups.setdefault(float(w), []).append(parts[k])
+        terms = [(F.add_n(*ps) if len(ps) > 1 else ps[0]) * w if w != 1.0 else
+                 (F.add_n(*ps) if len(ps) > 1 else ps[0]) for w, ps in groups.items()]
         return terms[0] if len(terms) == 1 else F.add_n(*terms)
 
     def zeros_tangent(self, x):
@@ -394,9 +405,18 @@ def taylor(F, graph, inputs, params, jets):
                                  eqn, 'JVP'))
                 if k > 1:
                     lower = [s[:k - 1] if s is not None else None for s in ins]
-                    rest = _one_each(rules['taylor'](c, eqn, xs, ans, lower, outs, k), n, eqn,
-                                     'Taylor')
-                    if collapsed:
+                    rule = rules['taylor']
+                    # a rule that collapses itself can sum the directions before it
+                    # multiplies by primal factors (f^(m)(x_0) in Faa di Bruno): K times
+                    # fewer products, and no repeated primal
+                    early = collapsed and getattr(rule, 'collapses', False)
+                    c.collapsing = jet.weights if early else None
+                    try:
+                        rest = _one_each(rule(c, eqn, xs, ans, lower, outs, k), n, eqn,
+                                         'Taylor')
+                    finally:
+                        c.collapsing = None
+                    if collapsed and not early:
                         rest = [c.collapse(r, jet.weights) for r in rest]
                     lin = [add(F, a, b) for a, b in zip(lin, rest)]
                 for i in range(n):

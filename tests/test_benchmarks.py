@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
 import run  # noqa: E402  (benchmarks/run.py)
+import taylor as taylor_bench  # noqa: E402  (benchmarks/taylor.py)
 
 
 def _run(fw, w, m, rep, median, rss=100.0, inter=None):
@@ -81,3 +82,38 @@ def test_runner_measures_w1_in_child_processes(tmp_path):
         assert ('interleaved_ratio' in r) == (m != 'plain')
     w1 = [ln for ln in res.stdout.splitlines() if ln.strip().startswith('W1 overhead')][0]
     assert f"{rows['layer']['interleaved_ratio']:6.2f}" in w1
+
+
+def _taylor_run(fw, method, rep, median, value):
+    return {'framework': fw, 'case': 'U4', 'method': method, 'measure': 'eval', 'repeat': rep,
+            'median_ms': median, 'min_ms': median / 2, 'steps': 20, 'value': value}
+
+
+def test_taylor_table_gives_medians_ranges_time_ratios_and_value_differences():
+    runs = [_taylor_run('mxnet', 'taylor', r, m, [1.0, -2.0]) for r, m in enumerate([3, 5, 4])]
+    runs += [_taylor_run('torch', 'nested', r, m, [1.0, -2.2]) for r, m in enumerate([8, 9, 10])]
+    runs.append({'framework': 'jax', 'case': 'U4', 'method': 'jet', 'measure': 'eval',
+                 'repeat': 0, 'error': 'ImportError: jax'})
+    rows = taylor_bench.summarize(runs)
+    lines = taylor_bench.table(rows).splitlines()
+    mine = next(ln for ln in lines if ' taylor ' in ln).split()
+    theirs = next(ln for ln in lines if ' nested ' in ln).split()
+    assert mine[4:8] == ['4.00', '3.00-5.00', '1.00x', '0.0e+00']
+    assert theirs[4:8] == ['9.00', '8.00-10.00', '2.25x', '1.0e-01']  # 0.2 / max |value|
+    assert next(ln for ln in lines if ' jet ' in ln).endswith('failed: ImportError: jax')
+
+
+def test_taylor_benchmark_children_agree_on_u4():
+    """Two real children: Taylor mode's u'''' and four nested InputGradients' agree."""
+    values = {}
+    for method in ('taylor', 'nested'):
+        res = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'taylor.py'),
+                              '--child', 'mxnet', 'U4', method, 'eval', '--steps', '10',
+                              '--warmup', '1'], capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, PYTHONPATH=ROOT))
+        assert res.returncode == 0, res.stderr[-2000:]
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        assert 0 < out['min_ms'] <= out['median_ms'] and out['steps'] >= 10
+        values[method] = out['value']
+    assert len(values['taylor']) == taylor_bench.SAMPLE
+    assert taylor_bench._difference(values['nested'], values['taylor']) < 1e-5

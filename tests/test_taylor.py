@@ -1,12 +1,11 @@
 """Taylor mode: every Taylor rule to order 4 through one generic checker (check_taylor),
 Taylor against nested first-order blocks, and DifferentialOperator against closed forms,
 nested Laplacians and finite differences; training, hybridization, export."""
-import math
 
 import numpy as np
 import mxnet as mx
 import pytest
-from mxnet import autograd, nd
+from mxnet import nd
 
 import mxgradlayer as mg
 from mxgradlayer import registry

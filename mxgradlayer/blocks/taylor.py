@@ -19,7 +19,7 @@ import mxnet as mx
 from ..errors import InputSpecError
 from ..tracing import resolve_input_specs
 from ..transform import Jet, taylor
-from .base import DerivativeBlock, PerSampleBlock, prod
+from .base import DerivativeBlock, prod
 
 __all__ = ['Taylor', 'DifferentialOperator', 'interpolation_directions']
 

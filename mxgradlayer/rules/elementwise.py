@@ -181,8 +181,9 @@ def _value(F, x, y):
     return y
 
 
-_tanh_nth = _autonomous([1.0, 0.0, -1.0], [1.0, 0.0, -1.0], _ans)
-_sigmoid_nth = _autonomous([0.0, 1.0, -1.0], [0.0, 1.0, -1.0], _ans)
+TANH_ODE, SIGMOID_ODE = [1.0, 0.0, -1.0], [0.0, 1.0, -1.0]  # f' = P(f)
+_tanh_nth = _autonomous(TANH_ODE, TANH_ODE, _ans)
+_sigmoid_nth = _autonomous(SIGMOID_ODE, SIGMOID_ODE, _ans)
 _softrelu_nth = _autonomous([0.0, 1.0, -1.0], [0.0, 1.0], lambda F, x, y, a: _fast_sigmoid(F, x))
 _sin_nth = _cycle(_value, lambda F, x, y: F.cos(x), lambda F, x, y: y * -1.0,
                   lambda F, x, y: F.cos(x) * -1.0)
@@ -195,9 +196,9 @@ def_elementwise('cos', lambda F, x, y, a: F.sin(x) * -1.0, lambda F, x, y, a: y 
                 nth=_cos_nth)
 def_elementwise('tan', lambda F, x, y, a: F.square(y) + 1.0,
                 lambda F, x, y, a: F.elemwise_mul(y * 2.0, F.square(y) + 1.0),
-                nth=_autonomous([1.0, 0.0, 1.0], [1.0, 0.0, 1.0], _ans))
+                nth=_autonomous([1.0, 0.0, 1.0], [1.0, 0.0, 1.0], _ans), ode=[1.0, 0.0, 1.0])
 def_elementwise('exp', lambda F, x, y, a: y, lambda F, x, y, a: y,
-                nth=lambda F, x, y, a, m: y)
+                nth=lambda F, x, y, a, m: y, ode=[0.0, 1.0])
 def_elementwise('expm1', lambda F, x, y, a: F.exp(x), lambda F, x, y, a: F.exp(x),
                 nth=lambda F, x, y, a, m: F.exp(x))
 def_elementwise('log', lambda F, x, y, a: F.reciprocal(x),
@@ -216,8 +217,9 @@ def_elementwise('reciprocal', lambda F, x, y, a: F.square(y) * -1.0,
                 lambda F, x, y, a: F._internal._power_scalar(y, scalar=3.0) * 2.0,
                 nth=_power_nth(-1.0))
 def_elementwise('abs', lambda F, x, y, a: F.sign(x))
-def_elementwise('tanh', _tanh_d1, ratio=_tanh_ratio, nth=_tanh_nth)
-def_elementwise('sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio, nth=_sigmoid_nth)
+def_elementwise('tanh', _tanh_d1, ratio=_tanh_ratio, nth=_tanh_nth, ode=TANH_ODE)
+def_elementwise('sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio, nth=_sigmoid_nth,
+                ode=SIGMOID_ODE)
 def_elementwise('relu', _relu_d1)
 def_elementwise('softsign', _softsign_d1, _softsign_d2, nth=_softsign_nth)
 def_elementwise('erf', _erf_d1, ratio=_erf_ratio, nth=_erf_nth)
@@ -236,8 +238,9 @@ def_elementwise('cosh', lambda F, x, y, a: F.sinh(x), lambda F, x, y, a: y,
 
 # ----- Activation(act_type=...) -----
 def_elementwise('Activation:relu', _relu_d1)
-def_elementwise('Activation:sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio, nth=_sigmoid_nth)
-def_elementwise('Activation:tanh', _tanh_d1, ratio=_tanh_ratio, nth=_tanh_nth)
+def_elementwise('Activation:sigmoid', _sigmoid_d1, ratio=_sigmoid_ratio, nth=_sigmoid_nth,
+                ode=SIGMOID_ODE)
+def_elementwise('Activation:tanh', _tanh_d1, ratio=_tanh_ratio, nth=_tanh_nth, ode=TANH_ODE)
 def_elementwise('Activation:softrelu', _softrelu_d1, _softrelu_d2, nth=_softrelu_nth)
 def_elementwise('Activation:softsign', _softsign_d1, _softsign_d2, nth=_softsign_nth)
 
