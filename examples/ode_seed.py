@@ -8,6 +8,8 @@ The exact solution is x^2 + 1.  ``--method layer`` uses mxgradlayer.InputGradien
 exact derivative, trained through with MXNet's ordinary backward); ``--method fd`` uses
 the traditional forward difference (u(x + h) - u(x)) / h with h = 1e-4 in float32;
 ``--method both`` (the default) trains both and prints them side by side.
+``--numpy`` runs the same code in MXNet's NumPy interface (``npx.set_np()``: mx.np
+arrays, F.np operators), as Dive into Deep Learning writes Gluon code.
 """
 import argparse
 import os
@@ -42,6 +44,15 @@ class Solution(gluon.HybridBlock):
         return x * self.g(x) + 1
 
 
+def ops(F):
+    """The operators of the active front end: F.np in NumPy mode, F itself otherwise."""
+    return F.np if mx.util.is_np_array() else F
+
+
+def array(values):
+    return (mx.np.array if mx.util.is_np_array() else nd.array)(values, dtype='float32')
+
+
 class LayerResidual(gluon.HybridBlock):
     """mean((du/dx - 2x)^2) with du/dx from mxgradlayer.InputGradient."""
 
@@ -51,7 +62,8 @@ class LayerResidual(gluon.HybridBlock):
             self.du = mxgradlayer.InputGradient(u)
 
     def hybrid_forward(self, F, x):
-        return F.mean(F.square(self.du(x) - 2 * x))
+        P = ops(F)
+        return P.mean(P.square(self.du(x) - 2 * x))
 
 
 class FDResidual(gluon.HybridBlock):
@@ -65,12 +77,13 @@ class FDResidual(gluon.HybridBlock):
 
     def hybrid_forward(self, F, x):
         du = (self.u(x + self._h) - self.u(x)) / self._h
-        return F.mean(F.square(du - 2 * x))
+        P = ops(F)
+        return P.mean(P.square(du - 2 * x))
 
 
 def max_error(u):
     x = np.linspace(-1.0, 1.0, 201).reshape(-1, 1)
-    got = u(nd.array(x)).asnumpy()
+    got = u(array(x)).asnumpy()
     return float(np.max(np.abs(got - (x ** 2 + 1)))), x, got
 
 
@@ -92,12 +105,12 @@ def train(method, args):
         steps = trange(args.steps, desc=f'{method:5s}', leave=False, mininterval=0.5)
     start = time.perf_counter()
     for _ in steps:
-        x = nd.array(rng.uniform(-1.0, 1.0, size=(args.batch, 1)))
+        x = array(rng.uniform(-1.0, 1.0, size=(args.batch, 1)))
         with autograd.record():
             loss = loss_block(x)
         loss.backward()
         trainer.step(1)
-        losses.append(loss.asscalar())
+        losses.append(float(loss.asnumpy()))
     elapsed = time.perf_counter() - start
     err, xs, got = max_error(u)
     return {'method': method, 'error': err, 'seconds': elapsed, 'losses': losses,
@@ -131,7 +144,11 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--plot', default='ode_seed.png', help='PNG path ("" for none)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--numpy', action='store_true',
+                   help="MXNet's NumPy interface (npx.set_np()) instead of the legacy one")
     args = p.parse_args(argv)
+    if args.numpy:
+        mx.npx.set_np()
     methods = ('layer', 'fd') if args.method == 'both' else (args.method,)
     results = [train(m, args) for m in methods]
     print(f"{'method':14s} {'max |u - (x^2+1)|':>18s} {'train time':>11s} {'steps':>7s}")

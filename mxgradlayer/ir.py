@@ -11,6 +11,7 @@ and one derived graph serves every batch size, as a hybridized Gluon block must.
 This module imports nothing else of mxgradlayer's but its errors.
 """
 import ast
+import ctypes
 import json
 
 import mxnet as mx
@@ -19,7 +20,7 @@ import numpy as np
 from .errors import InputSpecError
 
 __all__ = ['Eqn', 'Graph', 'parse_attr', 'apply_op', 'first_line', 'INPUT_PREFIX',
-           'KEEP_MARK']
+           'KEEP_MARK', 'NUMPY_PREFIXES']
 
 _PROBE_BATCHES = (2, 3)
 # the traced block's inputs are Symbol variables named _mxgl_in0, _mxgl_in1, ...
@@ -184,7 +185,42 @@ def _merge_shapes(shapes):
     return tuple(a if all(s[i] == a for s in shapes) else None for i, a in enumerate(first))
 
 
+# Operators of MXNet's NumPy interface (``npx.set_np()``): see `_numpy_function`.
+NUMPY_PREFIXES = ('_np_', '_npi_', '_npx_')
+_NUMPY_FUNCTIONS = {}
+
+
+def _numpy_function(symbolic, op):
+    """MXNet's function of a NumPy-interface operator, applied to legacy arrays or Symbols.
+
+    mxgradlayer's graphs hold legacy arrays (each NumPy operator it covers is lowered to
+    legacy ones when traced, `mxgradlayer.rules.numpy`); the NumPy operators left in a
+    graph (those it does not differentiate, which may still run off the differentiated
+    path) accept NumPy arrays alone, so their inputs and outputs are viewed as such.  The
+    views (``as_np_ndarray``, ``as_nd_ndarray``) share data and autograd history and add
+    no node to a Symbol.
+    """
+    key = (symbolic, op)
+    if key not in _NUMPY_FUNCTIONS:
+        from mxnet.base import OpHandle, _LIB, c_str, check_call
+        handle = OpHandle()
+        check_call(_LIB.NNGetOpHandle(c_str(op), ctypes.byref(handle)))
+        make = (mx.symbol.register._make_symbol_function if symbolic
+                else mx.ndarray.register._make_ndarray_function)
+        fn = make(handle, op, op)
+
+        def bridged(*inputs, **attrs):
+            out = fn(*[x.as_np_ndarray() for x in inputs], **attrs)
+            if isinstance(out, (list, tuple)):
+                return [o.as_nd_ndarray() for o in out]
+            return out.as_nd_ndarray()
+        _NUMPY_FUNCTIONS[key] = bridged
+    return _NUMPY_FUNCTIONS[key]
+
+
 def _op_function(F, op):
+    if op.startswith(NUMPY_PREFIXES):
+        return _numpy_function(F is mx.sym, op)
     for space in (F, F._internal, getattr(F, 'contrib', None)):
         fn = getattr(space, op, None) if space is not None else None
         if fn is not None:

@@ -19,6 +19,17 @@ __all__ = ['check_grads', 'check_param_grads', 'check_taylor', 'fd_directional',
 TOLERANCE = {'float64': 1e-6, 'float32': 2e-2}
 
 
+def _array_like(values, like):
+    """``values`` (numpy) as an MXNet array of the front end of ``like`` (legacy or
+    NumPy interface) and its dtype."""
+    make = mx.np.array if isinstance(like, mx.np.ndarray) else nd.array
+    return make(values, dtype=like.dtype)
+
+
+def _scalar(x):
+    return float(x.asnumpy().sum())
+
+
 def relative_error(got, ref):
     got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     scale = max(np.max(np.abs(ref)) if ref.size else 0.0, 1e-3)
@@ -51,7 +62,7 @@ def _unit_directions(x):
     for k in range(n):
         e = np.zeros((n,))
         e[k] = 1.0
-        yield k, nd.array(np.broadcast_to(e.reshape((1,) + in_shape), x.shape), dtype=x.dtype)
+        yield k, _array_like(np.broadcast_to(e.reshape((1,) + in_shape), x.shape), x)
 
 
 def fd_jacobian(block, args, wrt, eps=1e-6):
@@ -76,7 +87,7 @@ def fd_laplacian(jacobian_block, args, wrt, eps=1e-6):
 
 
 def _random_like(x, rng):
-    return nd.array(rng.standard_normal(x.shape), dtype=x.dtype)
+    return _array_like(rng.standard_normal(x.shape), x)
 
 
 def check_grads(block, args, wrt=0, order=2, modes=('fwd', 'rev'), rtol=None, eps=1e-6,
@@ -130,9 +141,9 @@ def check_grads(block, args, wrt=0, order=2, modes=('fwd', 'rev'), rtol=None, ep
         if hybridize:
             vjp.hybridize()
         got = vjp(*args, w)
-        lhs = float((got * v).sum().asscalar())
-        rhs = float((w * fd).sum().asscalar())
-        scale = max(float(nd.abs(w * fd).sum().asscalar()), 1e-3)
+        lhs = _scalar(got * v)
+        rhs = _scalar(w * fd)
+        scale = max(float(np.abs((w * fd).asnumpy()).sum()), 1e-3)
         err = abs(lhs - rhs) / scale
         if not err <= rtol:
             raise AssertionError(f'VJP of {label}: <VJP(w), v> = {lhs:.10g} but '
@@ -161,7 +172,8 @@ def check_param_grads(block, args, params=None, rtol=1e-5, eps=1e-6, seed=0, los
                 total = term if total is None else total + term
             return total
     for p in params:
-        p.zero_grad()
+        for g in p.list_grad():  # (Parameter.zero_grad fails on NumPy-mode arrays)
+            g[:] = 0
     with autograd.record(train_mode=train_mode):
         value = loss(_outputs(block, args))
     try:
@@ -174,14 +186,14 @@ def check_param_grads(block, args, params=None, rtol=1e-5, eps=1e-6, seed=0, los
                                            'not in a computational graph')):
             raise
     dirs = [_random_like(p.data(), rng) for p in params]
-    analytic = sum(float((p.grad() * d).sum().asscalar()) for p, d in zip(params, dirs))
+    analytic = sum(_scalar(p.grad() * d) for p, d in zip(params, dirs))
     originals = [p.data().copy() for p in params]
 
     def shifted(sign):
         for p, o, d in zip(params, originals, dirs):
             p.set_data(o + sign * eps * d)
         with autograd.record(train_mode=train_mode):
-            return float(loss(_outputs(block, args)).asscalar())
+            return _scalar(loss(_outputs(block, args)))
     try:
         numeric = (shifted(1.0) - shifted(-1.0)) / (2 * eps)
     finally:

@@ -20,7 +20,7 @@ from .ir import Graph, INPUT_PREFIX, KEEP_MARK, apply_op, first_line
 from .registry import entry
 
 __all__ = ['TraceOptions', 'TracedNetwork', 'computing_as', 'trace', 'lower',
-           'resolve_input_specs']
+           'resolve_input_specs', 'numpy_mode']
 
 
 class TraceOptions(collections.namedtuple('TraceOptions', 'per_sample training')):
@@ -67,6 +67,8 @@ def trace(block, input_specs, batched=None, lowering=True, options=TraceOptions(
     _refresh_parameter_symbols(block)
     variables = [mx.sym.var(f'{INPUT_PREFIX}{i}', shape=tuple(s[0]), dtype=s[1])
                  for i, s in enumerate(input_specs)]
+    if numpy_mode():  # a NumPy-interface network accepts NumPy Symbols only
+        variables = [v.as_np_ndarray() for v in variables]
     try:
         with computing_as(options):
             out = block(*variables)
@@ -78,12 +80,18 @@ def trace(block, input_specs, batched=None, lowering=True, options=TraceOptions(
             'the wrapped network cannot run on inputs of shapes '
             f'{[tuple(s[0]) for s in input_specs]}: {first_line(err)}') from None
     if isinstance(out, (list, tuple)):
-        out = mx.sym.Group(list(out))
+        out = mx.sym.Group([o.as_nd_ndarray() for o in out])
     graph = Graph(out, len(input_specs), input_specs, batched, strict_types=False)
     lowered = lower(graph, input_specs, batched, options) if lowering else graph
     if lowered is graph and graph.type_error is not None:
         return Graph(out, len(input_specs), input_specs, batched)  # raises InputSpecError
     return lowered
+
+
+def numpy_mode():
+    """Whether MXNet's NumPy interface is on (``npx.set_np()``): networks then call
+    ``mx.np`` operators and take and return ``mx.np`` arrays."""
+    return mx.util.is_np_array()
 
 
 def _refresh_parameter_symbols(block):
@@ -92,14 +100,16 @@ def _refresh_parameter_symbols(block):
     Gluon creates a Parameter's Symbol once (``Parameter.var``, mxnet 1.9.1) with the dtype
     of that moment; ``net.cast('float64')`` after a first call (deferred initialisation)
     converts the data but keeps that Symbol, whose float32 then contradicts the float64
-    inputs in the trace's type inference.
+    inputs in the trace's type inference.  Likewise a Symbol made in the other front end
+    (NumPy or legacy) than the one the trace runs in.
     """
     for param in block.collect_params().values():
         var = param._var
         if var is None:
             continue
         want = str(mx.ndarray.ndarray._DTYPE_NP_TO_MX[np.dtype(param.dtype).type])
-        if var.attr('__dtype__') not in (None, want):
+        if var.attr('__dtype__') not in (None, want) or (
+                isinstance(var, mx.sym.np._Symbol) != numpy_mode()):
             param._var = None
 
 
@@ -195,7 +205,8 @@ def _infer_group(group, shapes, types):
         out_types = group.infer_type_partial(**types)[1]
     except mx.base.MXNetError:
         return None
-    if any(len(s) == 0 or 0 in s for s in out_shapes) or any(t is None for t in out_types):
+    # unknown: () and 0 in legacy shape semantics, None and -1 in NumPy mode's
+    if any(not s or 0 in s or -1 in s for s in out_shapes) or any(t is None for t in out_types):
         return None
     return [(tuple(s), t) for s, t in zip(out_shapes, out_types)]
 
@@ -254,7 +265,8 @@ class TracedNetwork:
                 if param.shape and all(param.shape) and var.attr('__shape__') != str(
                         tuple(param.shape)):
                     var = mx.sym.var(param.name, shape=param.shape, dtype=param.dtype)
-                values[eqn.name] = var
+                values[eqn.name] = var.as_nd_ndarray()
             else:
-                values[eqn.name] = param.data(ctx)
+                # in NumPy mode, Gluon hands out NumPy views; the graphs hold legacy ones
+                values[eqn.name] = param.data(ctx).as_nd_ndarray()
         return values

@@ -319,3 +319,82 @@ VARIANTS = [
     spec('SwapAxis', lambda F, x: F.swapaxes(x, dim1=0, dim2=2), ((2, 3, 4),)),
 ]
 
+
+
+# ----- MXNet's NumPy interface (npx.set_np()): each operator it emits, built through
+# mx.np / mx.npx; tests/test_numpy_mode.py runs them in NumPy mode.  The row's op is the
+# operator the traced graph holds (it is lowered to the legacy rows above). -----
+def _np_where(F, x, y):
+    return F.np.where(x > 0, x, y)
+
+
+NUMPY_SPECS = [
+    spec('_npi_add', lambda F, x, y: x + y, BCAST),
+    spec('_npi_subtract', lambda F, x, y: x - y, BCAST2),
+    spec('_npi_multiply', lambda F, x, y: x * y, BCAST),
+    spec('_npi_true_divide', lambda F, x, y: x / y, BCAST, away=True),
+    spec('_npi_power', lambda F, x, y: x ** y, BCAST, **POS),
+    spec('_npi_add_scalar', lambda F, x: x + 1.5),
+    spec('_npi_subtract_scalar', lambda F, x: x - 1.5),
+    spec('_npi_rsubtract_scalar', lambda F, x: 1.5 - x),
+    spec('_npi_multiply_scalar', lambda F, x: x * -2.5),
+    spec('_npi_true_divide_scalar', lambda F, x: x / 4.0),
+    spec('_npi_rtrue_divide_scalar', lambda F, x: 2.0 / x, away=True),
+    spec('_npi_power_scalar', lambda F, x: x ** 3),
+    spec('_npi_rpower_scalar', lambda F, x: 2.0 ** x),
+    spec('_npi_negative', lambda F, x: F.np.negative(x)),
+    spec('_npi_exp', lambda F, x: F.np.exp(x)),
+    spec('_npi_expm1', lambda F, x: F.np.expm1(x)),
+    spec('_npi_log', lambda F, x: F.np.log(x), **POS),
+    spec('_npi_log1p', lambda F, x: F.np.log1p(x), **POS),
+    spec('_npi_sqrt', lambda F, x: F.np.sqrt(x), **POS),
+    spec('_npi_square', lambda F, x: F.np.square(x)),
+    spec('_npi_reciprocal', lambda F, x: F.np.reciprocal(x), away=True),
+    spec('_npi_absolute', lambda F, x: F.np.abs(x), away=True),
+    spec('_npi_sin', lambda F, x: F.np.sin(x)),
+    spec('_npi_cos', lambda F, x: F.np.cos(x)),
+    spec('_npi_tan', lambda F, x: F.np.tan(x), low=-1.0, high=1.0),
+    spec('_npi_arctan', lambda F, x: F.np.arctan(x)),
+    spec('_npi_sinh', lambda F, x: F.np.sinh(x)),
+    spec('_npi_cosh', lambda F, x: F.np.cosh(x)),
+    spec('_npi_arcsinh', lambda F, x: F.np.arcsinh(x)),
+    spec('_npi_tanh', lambda F, x: F.np.tanh(x)),
+    spec('_npx_sigmoid', lambda F, x: F.npx.sigmoid(x)),
+    spec('_npx_relu', lambda F, x: F.npx.relu(x), away=True),
+    spec('_npi_hypot', lambda F, x, y: F.np.hypot(x, y), ((3, 4), (3, 4)), away=True),
+    spec('_np_copy', lambda F, x: F.np.copy(x)),
+    spec('_np_sum', lambda F, x: F.np.sum(x, axis=1, keepdims=True)),
+    spec('_npi_mean', lambda F, x: F.np.mean(x, axis=1)),
+    spec('_np_max', lambda F, x: F.np.max(x, axis=1)),
+    spec('_np_min', lambda F, x: F.np.min(x, axis=-1, keepdims=True)),
+    spec('_npi_var', lambda F, x: F.np.var(x, axis=1)),
+    spec('_npi_std', lambda F, x: F.np.std(x, axis=1, ddof=1), ),
+    spec('_npi_average', lambda F, x: F.np.average(x, axis=1)),
+    spec('_np_reshape', lambda F, x: F.np.reshape(x, (-1, 2, 2))),
+    spec('_np_reshape', lambda F, x: F.np.reshape(x, (-1, 2)) * x.reshape(-1)[:2]),
+    spec('_npx_reshape', lambda F, x: F.npx.reshape(x, (-2, -5, -6, 2, 3)), ((3, 2, 2, 6),)),
+    spec('_np_transpose', lambda F, x: F.np.transpose(x, (0, 2, 1)), ((3, 2, 4),)),
+    spec('_np_squeeze', lambda F, x: F.np.squeeze(x, axis=1), ((3, 1, 4),)),
+    spec('_npi_concatenate', lambda F, x, y: F.np.concatenate([x, y], axis=1),
+         ((3, 4), (3, 2))),
+    spec('_npi_stack', lambda F, x, y: F.np.stack([x, y], axis=1), ((3, 4), (3, 4))),
+    spec('_split_v2', lambda F, x: F.np.split(x, [1, 3], axis=1)[1] * F.np.split(x, 2, axis=1)[0]),
+    spec('_npi_broadcast_to', lambda F, x: F.np.broadcast_to(x, (3, 2, 4)), ((3, 1, 4),)),
+    spec('_npi_flip', lambda F, x: F.np.flip(x, 1)),
+    spec('_npi_where', _np_where, ((3, 4), (3, 4)), away=True),
+    spec('_npi_where_rscalar', lambda F, x: F.np.where(x > 0, x, 0.5), away=True),
+    spec('_npi_where_lscalar', lambda F, x: F.np.where(x > 0, -1.5, x * x), away=True),
+    spec('_npi_matmul', lambda F, x, y: F.np.matmul(x, y), ((3, 4), (4, 2))),
+    spec('_np_dot', lambda F, x, y: F.np.dot(x, y), ((3, 4), (4, 2))),
+    spec('_npi_full_like', lambda F, x: x * F.np.ones_like(x) + F.np.zeros_like(x)),
+]
+for _name in ('sign', 'rint', 'floor', 'ceil', 'trunc', 'fix'):  # derivative zero
+    NUMPY_SPECS.append(spec('_npi_' + _name, lambda F, x, f=_name: x * getattr(F.np, f)(x),
+                            away=True))
+for _op, _cmp in (('greater', lambda x, y: x > y), ('greater_equal', lambda x, y: x >= y),
+                  ('less', lambda x, y: x < y), ('less_equal', lambda x, y: x <= y),
+                  ('equal', lambda x, y: x == y), ('not_equal', lambda x, y: x != y)):
+    NUMPY_SPECS.append(spec('_npi_' + _op, lambda F, x, y, c=_cmp: F.np.where(c(x, y), x, y),
+                            ((3, 4), (3, 4)), away=True))
+    NUMPY_SPECS.append(spec(f'_npi_{_op}_scalar',
+                            lambda F, x, c=_cmp: F.np.where(c(x, 0.25), x, x * x), away=True))

@@ -33,6 +33,17 @@ def test_ode_seed_reaches_1e3_in_under_a_minute(tmp_path):
     assert os.path.getsize(png) > 10000
 
 
+def test_ode_seed_in_numpy_mode_reaches_1e3(tmp_path):
+    """The same problem in MXNet's NumPy interface (npx.set_np(), mx.np arrays)."""
+    png = os.path.join(str(tmp_path), 'ode.png')
+    res = _run(['examples/ode_seed.py', '--numpy', '--method', 'layer', '--no-progress',
+                '--plot', png])
+    assert res.returncode == 0, res.stderr
+    line = next(l for l in res.stdout.splitlines() if l.startswith('InputGradient'))
+    assert float(line.split()[1]) < 1e-3, res.stdout
+    assert os.path.getsize(png) > 10000
+
+
 def test_ode_seed_finite_difference_baseline_runs(tmp_path):
     res = _run(['examples/ode_seed.py', '--method', 'fd', '--steps', '200', '--no-progress',
                 '--plot', ''])

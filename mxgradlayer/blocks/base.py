@@ -9,6 +9,10 @@ which runs the interpreters (`transform.forward`, `transform.reverse`) with ``F`
 comes out is a graph of ordinary MXNet operators that MXNet trains with its first-order
 backward, ``hybridize()`` compiles and ``export()`` saves.  Higher orders nest: a
 derivative block is itself a block that can be traced.
+
+In MXNet's NumPy interface (``npx.set_np()``) the block takes and returns NumPy arrays
+(or Symbols) and computes on legacy views of them (`legacy_view`, `numpy_view`; why:
+`mxgradlayer.rules.numpy`).
 """
 import collections
 import warnings
@@ -19,10 +23,11 @@ from mxnet.gluon import HybridBlock
 
 from .. import rules  # noqa: F401  (registers every rule)
 from ..errors import InputSpecError
-from ..tracing import TracedNetwork, computing_as, resolve_input_specs
+from ..tracing import TracedNetwork, computing_as, numpy_mode, resolve_input_specs
 from ..transform import unrecorded
 
-__all__ = ['DerivativeBlock', 'PerSampleBlock', 'check_choice', 'prod']
+__all__ = ['DerivativeBlock', 'PerSampleBlock', 'check_choice', 'prod', 'is_numpy',
+           'legacy_view', 'numpy_view']
 
 
 def check_choice(what, value, allowed):
@@ -56,10 +61,13 @@ class DerivativeBlock(HybridBlock):
         if self._single_wrt and isinstance(wrt, (tuple, list)):
             raise InputSpecError(f'{type(self).__name__} takes one input position as wrt')
         super().__init__(**kwargs)
+        if _is_hybrid_sequence(net):
+            net = _HybridSequence(net)
         if not isinstance(net, HybridBlock):
-            raise TypeError(f'{type(self).__name__} wraps a gluon.HybridBlock (or SymbolBlock); '
-                            f'got {type(net).__name__}. Derive your block from HybridBlock '
-                            f'and write hybrid_forward(F, ...).')
+            raise TypeError(f'{type(self).__name__} wraps a gluon.HybridBlock (or SymbolBlock, '
+                            f'or an nn.Sequential of HybridBlocks); got {type(net).__name__}. '
+                            f'Derive your block from HybridBlock and write '
+                            f'hybrid_forward(F, ...), with F.np / F.npx in NumPy mode.')
         wrt_tuple = wrt if isinstance(wrt, (tuple, list)) else (wrt,)
         if not wrt_tuple or not all(isinstance(w, (int, np.integer)) for w in wrt_tuple):
             raise InputSpecError(f'wrt must be an int or a tuple of ints; got {wrt!r}')
@@ -184,6 +192,16 @@ class DerivativeBlock(HybridBlock):
 
     # ----- the computation -----
     def hybrid_forward(self, F, *args, **constants):
+        # NumPy interface: the graphs hold legacy views of the same arrays (see
+        # rules.numpy), and the results go back as NumPy arrays or Symbols, as Gluon
+        # requires of every block in NumPy mode (so a block that calls another one
+        # takes a legacy view of what it returns)
+        args = [legacy_view(a) for a in args]
+        constants = {k: legacy_view(v) for k, v in constants.items()}
+        out = self._derivative(F, args, constants)
+        return numpy_view(out) if numpy_mode() else out
+
+    def _derivative(self, F, args, constants):
         inputs, vectors = self._split_args(args)
         specs = self._specs(inputs)
         # axis 0 is the batch axis of every input as long as the differentiated one
@@ -207,6 +225,27 @@ class DerivativeBlock(HybridBlock):
         raise NotImplementedError
 
 
+def _is_hybrid_sequence(net):
+    return (type(net) is mx.gluon.nn.Sequential and len(net._children) > 0 and
+            all(isinstance(c, HybridBlock) for c in net._children.values()))
+
+
+class _HybridSequence(HybridBlock):
+    """An ``nn.Sequential`` of HybridBlocks (as Dive into Deep Learning builds its
+    networks) seen as a HybridBlock: its very children, and so its Parameters, called in
+    order, which is what ``Sequential.forward`` does."""
+
+    def __init__(self, sequential):
+        super().__init__(prefix=sequential.prefix)
+        for name, child in sequential._children.items():
+            self.register_child(child, name)
+
+    def hybrid_forward(self, F, x):
+        for block in self._children.values():
+            x = block(x)
+        return x
+
+
 class PerSampleBlock(DerivativeBlock):
     """A block whose result for sample b is a derivative by sample b alone.  Its derived
     graphs fold several directions into the batch axis."""
@@ -217,6 +256,26 @@ class PerSampleBlock(DerivativeBlock):
     def __init__(self, net, wrt=0, couple_samples=False, **kwargs):
         super().__init__(net, wrt, **kwargs)
         self._couple = bool(couple_samples)
+
+
+def is_numpy(x):
+    """Whether ``x`` is an array or Symbol of MXNet's NumPy interface."""
+    return isinstance(x, (mx.np.ndarray, mx.sym.np._Symbol))
+
+
+def legacy_view(x):
+    """A NumPy-interface array or Symbol (or a list or tuple of them) as a legacy one:
+    the same data and history."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(legacy_view(v) for v in x)
+    return x.as_nd_ndarray() if is_numpy(x) else x
+
+
+def numpy_view(out):
+    """Legacy arrays or Symbols (nested in lists or tuples) as NumPy-interface ones."""
+    if isinstance(out, (list, tuple)):
+        return type(out)(numpy_view(o) for o in out)
+    return out.as_np_ndarray() if isinstance(out, (mx.nd.NDArray, mx.sym.Symbol)) else out
 
 
 def _touching(out, params):

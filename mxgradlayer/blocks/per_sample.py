@@ -11,8 +11,9 @@ mixes the samples of a batch is refused (`SampleCouplingError`), unless
 import mxnet as mx
 
 from ..errors import InputSpecError
+from ..tracing import numpy_mode
 from ..transform import forward, reverse, zeros_folded
-from .base import PerSampleBlock, check_choice, prod
+from .base import PerSampleBlock, check_choice, legacy_view, numpy_view, prod
 from .total import InputGradient
 
 __all__ = ['Jacobian', 'Hessian', 'Laplacian', 'Divergence']
@@ -174,9 +175,10 @@ class _OutputComponent(mx.gluon.HybridBlock):
     def hybrid_forward(self, F, *args):
         out = self.net(*args)
         outs = out if isinstance(out, (list, tuple)) else [out]
-        flat = [F.reshape(o, shape=(0, -1)) for o in outs]
+        flat = [F.reshape(legacy_view(o), shape=(0, -1)) for o in outs]
         flat = flat[0] if len(flat) == 1 else F.concat(*flat, dim=1)
-        return F.slice_axis(flat, axis=1, begin=self._j, end=self._j + 1)
+        component = F.slice_axis(flat, axis=1, begin=self._j, end=self._j + 1)
+        return numpy_view(component) if numpy_mode() else component
 
 
 class Hessian(PerSampleBlock):
@@ -246,9 +248,9 @@ class Hessian(PerSampleBlock):
         rows, start = [], 0
         for shape in self._output_shapes(graph):
             m = prod(shape)
-            parts = [F.expand_dims(F.reshape(self._component_jacobian(start + j)(*inputs),
-                                             shape=(-1,) + square), axis=1)
+            parts = [legacy_view(self._component_jacobian(start + j)(*inputs))
                      for j in range(m)]
+            parts = [F.expand_dims(F.reshape(p, shape=(-1,) + square), axis=1) for p in parts]
             start += m
             h = parts[0] if m == 1 else F.concat(*parts, dim=1)
             rows.append(F.reshape(h, shape=(-1,) + shape + square))
@@ -323,7 +325,7 @@ class Laplacian(PerSampleBlock):
                                             laplacian=True)
             return _one_or_tuple([F.zeros_like(o) if l is None else l
                                   for o, l in zip(outs, laps)])
-        hess = self.hessian(*inputs)
+        hess = legacy_view(self.hessian(*inputs))
         hess = hess if isinstance(hess, (list, tuple)) else [hess]
         eye = F.reshape(F.eye(n, dtype=wrt.dtype), shape=(1, 1, n, n))
         res = []

@@ -15,7 +15,7 @@ def _reshape_back(c, eqn, xs, ans, gs):
     return [reshape_to(c, gs[0], xs[0], eqn.in_shapes[0])]
 
 
-def_linear('Reshape', _reshape_back, aliases=('reshape', '_npx_reshape'))
+def_linear('Reshape', _reshape_back, aliases=('reshape',))
 def_linear('Flatten', _reshape_back, aliases=('flatten',))
 for _op in ('expand_dims', 'squeeze'):
     def_linear(_op, _reshape_back)
@@ -111,8 +111,8 @@ def _lower_slice(F, eqn, xs, options):
     oneDNN in float32, and its oneDNN slice of an array in a blocked layout (the output of
     a oneDNN convolution, say) with a range that does not fit the block kills the process
     with a division by zero; ``slice_axis`` has no oneDNN path."""
-    begin, end = eqn.attrs.get('begin', ()), eqn.attrs.get('end', ())
-    step = eqn.attrs.get('step', ()) or ()
+    # (NumPy-mode indexing writes one axis's bounds as scalars: x[:2] has end=2)
+    begin, end, step = (_as_tuple(eqn.attrs.get(k)) for k in ('begin', 'end', 'step'))
     x = xs[0]
     for axis in range(len(begin)):
         if axis < len(step) and step[axis] not in (None, 1):
@@ -124,6 +124,12 @@ def _lower_slice(F, eqn, xs, options):
             continue
         x = F.slice_axis(x, axis=axis, begin=0 if b is None else b, end=e)
     return [x]
+
+
+def _as_tuple(value):
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
 def_lowering('slice', _lower_slice, aliases=('crop',), doc='one slice_axis per axis')

@@ -462,8 +462,11 @@ def _verify(path, block, sym, params, example_inputs, input_names, reference, rt
     cases = [(example_inputs, reference)]
     if dynamic_batch:
         n = example_inputs[0].shape[0]
-        other = [mx.nd.concat(x, x[:1], dim=0) if x.shape[0] == n else x
-                 for x in example_inputs]
+        # (as_nd_ndarray: NumPy-interface examples are concatenated as legacy arrays)
+        other = [mx.nd.concat(x.as_nd_ndarray(), x[:1].as_nd_ndarray(), dim=0)
+                 if x.shape[0] == n else x for x in example_inputs]
+        if mx.util.is_np_array():
+            other = [x.as_np_ndarray() for x in other]
         cases.append((other, _outputs(block(*other))))
     worst = None  # (error, output name, batch size)
     for xs, expected in cases:

@@ -1,0 +1,113 @@
+"""NumPy-interface networks in float32 with oneDNN on, in a process of their own
+(tests/test_numpy_mode.py): a real-shaped residual network written as Dive into Deep
+Learning writes it (3 input channels, 16 and 32 filters, BatchNorm, residual additions,
+global pooling) and a PINN-sized MLP, through InputGradient, Laplacian, HVP and a
+training step, against their float64 twins; imperative and hybridized."""
+import json
+
+import numpy as onp
+import mxnet as mx
+from mxnet import autograd, npx
+from mxnet.gluon import nn
+
+import mxgradlayer as mg
+
+npx.set_np()
+
+
+class Residual(nn.HybridBlock):
+    def __init__(self, channels, use_1x1conv=False, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.conv1 = nn.Conv2D(channels, kernel_size=3, padding=1, strides=strides)
+        self.conv2 = nn.Conv2D(channels, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv2D(channels, kernel_size=1, strides=strides) \
+            if use_1x1conv else None
+        self.bn1, self.bn2 = nn.BatchNorm(), nn.BatchNorm()
+
+    def hybrid_forward(self, F, X):
+        Y = F.npx.activation(self.bn1(self.conv1(X)), act_type='softrelu')
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3:
+            X = self.conv3(X)
+        return F.np.tanh(Y + X)
+
+
+def resnet():
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(16, kernel_size=3, padding=1), nn.BatchNorm(), nn.Activation('tanh'),
+            Residual(16), Residual(32, use_1x1conv=True, strides=2),
+            nn.GlobalAvgPool2D(), nn.Dense(1))
+    return net
+
+
+def mlp():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(64, activation='tanh'), nn.Dense(64, activation='tanh'), nn.Dense(1))
+    return net
+
+
+SHAPES = {resnet: (3, 16, 16), mlp: (2,)}
+
+
+def twins(make):
+    a = make()
+    a.initialize(mx.init.Xavier(magnitude=2.0))
+    a(mx.np.zeros((1,) + SHAPES[make]))
+    b = make()
+    b.initialize()
+    b(mx.np.zeros((1,) + SHAPES[make]))
+    for p, q in zip(a.collect_params().values(), b.collect_params().values()):
+        q.set_data(p.data())
+    b.cast('float64')
+    return a, b
+
+
+def rel(a, b):
+    return float(onp.abs(a - b).max() / max(onp.abs(b).max(), 1e-6))
+
+
+def main():
+    rng = onp.random.default_rng(0)
+    worst = {}
+    for make in (resnet, mlp):
+        f32, f64 = twins(make)
+        x = rng.uniform(-1, 1, (4,) + SHAPES[make])
+        v = rng.standard_normal(x.shape)
+        blocks = [lambda n: mg.InputGradient(n), lambda n: mg.HVP(n)]
+        if make is mlp:
+            blocks.append(lambda n: mg.Laplacian(n))
+        for hybridize in (False, True):
+            for build in blocks:
+                b32, b64 = build(f32), build(f64)
+                if hybridize:
+                    b32.hybridize()
+                args = [mx.np.array(x, dtype='float32')]
+                args64 = [mx.np.array(x, dtype='float64')]
+                if isinstance(b32, mg.HVP):
+                    args.append(mx.np.array(v, dtype='float32'))
+                    args64.append(mx.np.array(v, dtype='float64'))
+                out = b32(*args)
+                assert isinstance(out, mx.np.ndarray), type(out)
+                key = f'{make.__name__} {type(b32).__name__} hybridized={hybridize}'
+                worst[key] = rel(out.asnumpy(), b64(*args64).asnumpy())
+                print(f'{key}: float32 vs float64 relative error {worst[key]:.2e}', flush=True)
+        # a training step's parameter gradient (a gradient penalty), float32 vs float64
+        grads = []
+        for net, dtype in ((f32, 'float32'), (f64, 'float64')):
+            blk = mg.InputGradient(net)
+            blk.hybridize()
+            xa = mx.np.array(x, dtype=dtype)
+            with autograd.record():
+                loss = (blk(xa) ** 2).sum()
+            loss.backward()
+            grads.append(onp.concatenate([p.grad().asnumpy().ravel()
+                                          for p in net.collect_params().values()
+                                          if p.grad_req != 'null']))
+        key = f'{make.__name__} penalty parameter gradient'
+        worst[key] = rel(grads[0], grads[1])
+        print(f'{key}: float32 vs float64 relative error {worst[key]:.2e}', flush=True)
+    print('result ' + json.dumps(worst))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,375 @@
+"""MXNet's NumPy interface (``npx.set_np()``): networks written with mx.np / mx.npx, as
+Dive into Deep Learning writes them, through every derivative block.
+
+Every NumPy operator row (tests/op_specs.py NUMPY_SPECS) goes through the same checker
+as the legacy rows (`check_grads`, float64 central differences, to second order,
+imperative and hybridized); the networks are checked to second order, against their
+legacy twins with the same weights, hybridized, inside hybridized NumPy-mode parents,
+trained, exported and re-imported.  float32 with oneDNN runs in its own process
+(tests/numpy_float32_check.py).
+"""
+import os
+import tempfile
+
+import numpy as onp
+import mxnet as mx
+import pytest
+from mxnet import autograd, gluon, npx
+from mxnet.gluon import nn
+
+import mxgradlayer as mg
+from mxgradlayer import registry
+from mxgradlayer.errors import UnsupportedOperatorError
+from mxgradlayer.test_util import (check_grads, check_param_grads, check_taylor,
+                                   fd_laplacian, relative_error)
+
+from helpers import Lambda
+from isolated import result_of, run_script
+from op_specs import NUMPY_SPECS
+
+
+@pytest.fixture(autouse=True)
+def numpy_mode():
+    npx.set_np()
+    try:
+        yield
+    finally:
+        npx.reset_np()
+
+
+def np_array(shape, low=-2.0, high=2.0, seed=0, away=False, dtype='float64'):
+    x = onp.random.default_rng(seed).uniform(low, high, size=shape)
+    if away:
+        x = onp.sign(x) * (0.2 + onp.abs(x))
+    return mx.np.array(x, dtype=dtype)
+
+
+def spec_args(spec, seed=0):
+    return [np_array(s, spec.low, spec.high, seed + i, spec.away)
+            for i, s in enumerate(spec.shapes)]
+
+
+def traced_ops(block, args):
+    graph = mg.tracing.trace(block, [(a.shape, a.dtype) for a in args], lowering=False)
+    return {registry.op_key(e) for e in graph.nodes if e.op != 'null'}
+
+
+@pytest.mark.parametrize('spec', NUMPY_SPECS, ids=[s.op for s in NUMPY_SPECS])
+def test_numpy_operator_rules(spec):
+    net = Lambda(spec.fn)
+    args = spec_args(spec)
+    assert spec.op in traced_ops(net, args), f'the row does not emit {spec.op}'
+    for wrt in spec.wrt:
+        check_grads(net, args, wrt=wrt, order=2)
+    check_grads(net, args, wrt=spec.wrt[0], order=1, hybridize=True)
+
+
+TAYLOR_SPECS = [s for s in NUMPY_SPECS if s.op in ('_npi_exp', '_npi_tanh', '_npi_multiply',
+                                                   '_npi_power_scalar', '_np_sum',
+                                                   '_npi_true_divide', '_npx_sigmoid')]
+
+
+@pytest.mark.parametrize('spec', TAYLOR_SPECS, ids=[s.op for s in TAYLOR_SPECS])
+def test_numpy_operator_taylor(spec):
+    check_taylor(Lambda(spec.fn), spec_args(spec), order=4, rtol=1e-5)
+
+
+# ----- networks as Dive into Deep Learning writes them -----
+def mlp():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(16, activation='tanh'), nn.Dense(8, activation='sigmoid'), nn.Dense(2))
+    return net
+
+
+def lenet():
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3, padding=1, activation='sigmoid'),
+            nn.AvgPool2D(pool_size=2, strides=2),
+            nn.Conv2D(6, kernel_size=3, activation='sigmoid'),
+            nn.AvgPool2D(pool_size=2, strides=2),
+            nn.Dense(12, activation='sigmoid'), nn.Dense(3))
+    return net
+
+
+class Residual(nn.HybridBlock):
+    """d2l.Residual (chapter 8.6, MXNet edition)."""
+
+    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.conv1 = nn.Conv2D(num_channels, kernel_size=3, padding=1, strides=strides)
+        self.conv2 = nn.Conv2D(num_channels, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv2D(num_channels, kernel_size=1, strides=strides) \
+            if use_1x1conv else None
+        self.bn1, self.bn2 = nn.BatchNorm(), nn.BatchNorm()
+
+    def hybrid_forward(self, F, X):
+        Y = F.npx.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3:
+            X = self.conv3(X)
+        return F.npx.relu(Y + X)
+
+
+def resnet():
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3, padding=1), nn.BatchNorm(), nn.Activation('tanh'),
+            Residual(4), Residual(6, use_1x1conv=True, strides=2),
+            nn.GlobalAvgPool2D(), nn.Dense(2))
+    return net
+
+
+class Smooth(nn.HybridBlock):
+    """A network in NumPy functions: matmul, where, concatenate, reductions, powers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = nn.Dense(6, activation='tanh')
+
+    def hybrid_forward(self, F, x):
+        h = self.dense(x)
+        a, b = F.np.split(h, 2, axis=1)
+        z = F.np.concatenate([F.np.sin(a) * b, F.np.exp(-b ** 2), a / (1.0 + b * b)], axis=1)
+        z = F.np.where(z > 0, z, 0.5 * z ** 3)
+        s = F.np.sum(z, axis=1, keepdims=True) - F.np.mean(F.np.square(h), axis=1,
+                                                          keepdims=True)
+        q = F.np.matmul(F.np.expand_dims(z, 1), F.np.expand_dims(z, 2))  # (B, 1, 1)
+        return F.np.concatenate([s, F.np.tanh(q.reshape(-1, 1))], axis=1)
+
+
+NETS = {'mlp': (mlp, (5, 3)), 'smooth': (lambda: Smooth(), (4, 3)),
+        'lenet': (lenet, (2, 1, 10, 10)), 'resnet': (resnet, (2, 3, 6, 6))}
+
+
+def built(name, dtype='float64', seed=0):
+    make, shape = NETS[name]
+    mx.random.seed(seed)
+    net = make()
+    net.initialize(mx.init.Xavier(magnitude=2.0))
+    x = np_array(shape, -1.0, 1.0, seed=seed + 1)
+    net(x.astype('float32'))
+    net.cast(dtype)
+    return net, x.astype(dtype)
+
+
+class OutputSum(nn.HybridBlock):
+    def __init__(self, net, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+
+    def hybrid_forward(self, F, x):
+        return F.np.sum(self.net(x), axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('name', list(NETS))
+def test_network_to_second_order(name, hybridize):
+    net, x = built(name)
+    check_grads(OutputSum(net), [x], order=2, hybridize=hybridize)
+
+
+@pytest.mark.parametrize('name', ['mlp', 'smooth', 'resnet'])
+def test_per_sample_blocks(name):
+    """Jacobian, Hessian and Laplacian against central differences; hybridized equal to
+    imperative; the results are NumPy arrays."""
+    net, x = built(name)
+    scalar = OutputSum(net)
+    flat = x.reshape(x.shape[0], -1)
+    jac = mg.Jacobian(net)(x)
+    assert isinstance(jac, mx.np.ndarray)
+    ref = onp.stack([mg.test_util.fd_directional(net, [x], 0, e)[0].asnumpy()
+                     for e in _unit_directions(x)], axis=-1)
+    assert relative_error(jac.asnumpy().reshape(ref.shape), ref) < 1e-6
+    lap = mg.Laplacian(scalar)(x)
+    assert isinstance(lap, mx.np.ndarray)
+    assert relative_error(lap.asnumpy()[:, 0],
+                          fd_laplacian(mg.InputGradient(scalar), [x], 0)) < 1e-5
+    if name != 'resnet':  # (n^2 columns: the small networks only)
+        hess = mg.Hessian(scalar)(x).asnumpy().reshape(x.shape[0], flat.shape[1], -1)
+        assert relative_error(onp.trace(hess, axis1=1, axis2=2), lap.asnumpy()[:, 0]) < 1e-9
+    for cls in (mg.Jacobian, mg.Laplacian):
+        blk = cls(scalar)
+        want = blk(x).asnumpy()
+        blk.hybridize(static_alloc=True)
+        assert relative_error(blk(x).asnumpy(), want) < 1e-12
+
+
+def _unit_directions(x):
+    n = int(onp.prod(x.shape[1:]))
+    for k in range(n):
+        e = onp.zeros(n)
+        e[k] = 1.0
+        yield mx.np.array(onp.broadcast_to(e.reshape((1,) + x.shape[1:]), x.shape),
+                          dtype=x.dtype)
+
+
+@pytest.mark.parametrize('name', ['mlp', 'lenet'])
+def test_same_numbers_as_the_legacy_twin(name):
+    """The same weights in a legacy-interface network give the same derivatives."""
+    net, x = built(name)
+    got = {cls.__name__: cls(OutputSum(net))(x).asnumpy()
+           for cls in (mg.InputGradient, mg.Laplacian)}
+    weights = [p.data().asnumpy() for p in net.collect_params().values()]
+    npx.reset_np()
+    twin = NETS[name][0]()
+    twin.initialize()
+    xl = mx.nd.array(x.asnumpy(), dtype='float64')
+    twin(xl.astype('float32'))
+    twin.cast('float64')
+    for p, w in zip(twin.collect_params().values(), weights):
+        p.set_data(mx.nd.array(w, dtype='float64'))
+
+    class LegacySum(nn.HybridBlock):
+        def __init__(self, net, **kwargs):
+            super().__init__(**kwargs)
+            self.net = net
+
+        def hybrid_forward(self, F, x):
+            return F.sum(self.net(x), axis=1, keepdims=True)
+    for cls in (mg.InputGradient, mg.Laplacian):
+        want = cls(LegacySum(twin))(xl)
+        assert type(want) is mx.nd.NDArray
+        assert relative_error(got[cls.__name__], want.asnumpy()) < 1e-12, cls.__name__
+    npx.set_np()
+
+
+def test_hvp_and_taylor_and_differential_operator():
+    net, x = built('smooth')
+    scalar = OutputSum(net)
+    v = np_array(x.shape, seed=5)
+    for mode in ('fwd_rev', 'rev_rev'):
+        got = mg.HVP(scalar, mode=mode)(x, v).asnumpy()
+        ref = mg.test_util.fd_directional(mg.InputGradient(scalar), [x], 0, v)[0].asnumpy()
+        assert relative_error(got, ref) < 1e-6, mode
+    check_taylor(scalar, [x], order=4, rtol=1e-5)
+    biharmonic = mg.DifferentialOperator(scalar, terms='biharmonic')(x).asnumpy()
+    nested = mg.Laplacian(mg.Laplacian(scalar))(x).asnumpy()
+    assert relative_error(biharmonic, nested) < 1e-9
+
+
+class PinnResidual(nn.HybridBlock):
+    """A NumPy-mode parent: -Laplacian(u) - f, with the Laplacian as a layer."""
+
+    def __init__(self, net, **kwargs):
+        super().__init__(**kwargs)
+        self.lap = mg.Laplacian(net)
+
+    def hybrid_forward(self, F, x):
+        f = F.np.sum(F.np.sin(x), axis=1, keepdims=True)
+        return -self.lap(x) - f
+
+
+def test_inside_a_hybridized_numpy_parent_exported_and_reimported():
+    net, x = built('mlp')
+    parent = PinnResidual(OutputSum(net))
+    want = parent(x).asnumpy()
+    parent.hybridize(static_alloc=True)
+    got = parent(x)
+    assert isinstance(got, mx.np.ndarray)
+    assert relative_error(got.asnumpy(), want) < 1e-12
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, 'pinn')
+        parent.export(prefix)
+        back = gluon.SymbolBlock.imports(prefix + '-symbol.json', ['data'],
+                                         prefix + '-0000.params')
+        back.cast('float64')
+        assert relative_error(back(x).asnumpy(), want) < 1e-12
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_trained_with_gluon_trainer(hybridize):
+    """Parameter gradients of a loss on InputGradient against central differences, and
+    a Trainer that lowers that loss."""
+    net, x = built('mlp')
+    grad = mg.InputGradient(OutputSum(net))
+    if hybridize:
+        grad.hybridize()
+    check_param_grads(grad, [x], loss=lambda outs: (outs[0] ** 2).sum(), rtol=1e-5)
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-2})
+    losses = []
+    for _ in range(20):
+        with autograd.record():
+            loss = ((grad(x) - 1.0) ** 2).mean()
+        loss.backward()
+        trainer.step(1)
+        losses.append(float(loss.asnumpy()))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_functional_helpers_take_numpy_arrays():
+    net, x = built('mlp')
+    scalar = OutputSum(net)
+    g = mg.grad(scalar, x)
+    assert isinstance(g, mx.np.ndarray)
+    assert relative_error(g.asnumpy(), mg.InputGradient(scalar)(x).asnumpy()) < 1e-12
+    assert isinstance(mg.laplacian(scalar, x), mx.np.ndarray)
+
+
+def test_unsupported_numpy_operator_is_refused_by_name():
+    net = Lambda(lambda F, x: F.np.einsum('ij,ij->i', x, x))
+    x = np_array((3, 4))
+    with pytest.raises(UnsupportedOperatorError, match='_npi_einsum'):
+        mg.InputGradient(net)(x)
+    assert net(x).shape == (3,)  # the model is untouched
+    report = mg.check(net, x)
+    assert '_npi_einsum' in str(report)
+
+
+def test_check_reports_numpy_networks():
+    net, x = built('resnet')
+    report = mg.check(net, x)
+    assert report.ok, str(report)
+
+
+def test_legacy_networks_unchanged_in_the_same_process():
+    npx.reset_np()
+    net = nn.HybridSequential()
+    net.add(nn.Dense(8, activation='tanh'), nn.Dense(1))
+    net.initialize()
+    net.cast('float64')
+    x = mx.nd.array(onp.random.default_rng(0).uniform(-1, 1, (4, 3)), dtype='float64')
+    g = mg.InputGradient(net)(x)
+    assert type(g) is mx.nd.NDArray
+    check_grads(net, [x], order=2)
+    npx.set_np()
+
+
+def test_float32_onednn_real_shaped_numpy_networks():
+    """float32 with oneDNN on (its own process): a residual network with 3 input
+    channels, 16 filters, BatchNorm and global pooling, against its float64 twin."""
+    result = result_of(run_script('numpy_float32_check.py'))
+    for name, err in result.items():
+        assert err < 2e-4, (name, err)
+
+
+def test_nn_sequential_of_hybrid_blocks():
+    """Dive into Deep Learning builds its networks with nn.Sequential: one of
+    HybridBlocks is differentiated as the HybridSequential it could be, with the same
+    Parameters (a Trainer on net.collect_params() trains it)."""
+    net = nn.Sequential()
+    net.add(nn.Dense(8, activation='tanh'), nn.Dense(1))
+    net.initialize()
+    x = np_array((4, 3))
+    net(x.astype('float32'))  # (deferred initialisation, then the cast)
+    net.cast('float64')
+    grad = mg.InputGradient(net)
+    g = grad(x)
+    assert {p.name for p in grad.collect_params().values()} == set(net.collect_params())
+    ref = mg.test_util.fd_directional(net, [x], 0, np_array(x.shape, seed=3))[0].asnumpy()
+    assert relative_error((g * np_array(x.shape, seed=3)).asnumpy().sum(axis=1,
+                                                                       keepdims=True),
+                          ref) < 1e-6
+    with pytest.raises(TypeError, match='HybridBlock'):
+        class Imperative(nn.Block):
+            def forward(self, x):
+                return x
+        mg.InputGradient(Imperative())
+
+
+def test_export_onnx_of_a_numpy_network(tmp_path):
+    import onnxruntime
+    net, x = built('mlp', dtype='float32')
+    path = mg.export_onnx(mg.Laplacian(OutputSum(net)), str(tmp_path / 'lap.onnx'), x)
+    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+    got, = session.run(None, {'input0': x.asnumpy()})
+    want = mg.Laplacian(OutputSum(net))(x).asnumpy()
+    assert relative_error(got, want) < 1e-5
