@@ -387,6 +387,15 @@ NUMPY_SPECS = [
     spec('_npi_matmul', lambda F, x, y: F.np.matmul(x, y), ((3, 4), (4, 2))),
     spec('_np_dot', lambda F, x, y: F.np.dot(x, y), ((3, 4), (4, 2))),
     spec('_npi_full_like', lambda F, x: x * F.np.ones_like(x) + F.np.zeros_like(x)),
+    # the npx layers are legacy kernels under other names: their rows check them in
+    # NumPy mode (the op is the legacy name the traced graph holds)
+    spec('softmax', lambda F, x: F.npx.softmax(x, axis=-1)),
+    spec('log_softmax', lambda F, x: F.npx.log_softmax(x, axis=-1)),
+    spec('LayerNorm', lambda F, x, g, b: F.npx.layer_norm(x, g, b, axis=-1),
+         ((3, 4), (4,), (4,))),
+    spec('LeakyReLU:leaky', lambda F, x: F.npx.leaky_relu(x, slope=0.1), away=True,
+         ref=lambda F, x: F.np.where(x > 0, x, 0.1 * x)),  # (MXNet's kernel: float32)
+    spec('Activation:softrelu', lambda F, x: F.npx.activation(x, act_type='softrelu')),
 ]
 for _name in ('sign', 'rint', 'floor', 'ceil', 'trunc', 'fix'):  # derivative zero
     NUMPY_SPECS.append(spec('_npi_' + _name, lambda F, x, f=_name: x * getattr(F.np, f)(x),

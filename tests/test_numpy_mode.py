@@ -59,9 +59,10 @@ def test_numpy_operator_rules(spec):
     net = Lambda(spec.fn)
     args = spec_args(spec)
     assert spec.op in traced_ops(net, args), f'the row does not emit {spec.op}'
+    reference = Lambda(spec.ref) if spec.ref else None
     for wrt in spec.wrt:
-        check_grads(net, args, wrt=wrt, order=2)
-    check_grads(net, args, wrt=spec.wrt[0], order=1, hybridize=True)
+        check_grads(net, args, wrt=wrt, order=2, reference=reference)
+    check_grads(net, args, wrt=spec.wrt[0], order=1, hybridize=True, reference=reference)
 
 
 TAYLOR_SPECS = [s for s in NUMPY_SPECS if s.op in ('_npi_exp', '_npi_tanh', '_npi_multiply',
@@ -202,34 +203,121 @@ def _unit_directions(x):
                           dtype=x.dtype)
 
 
-@pytest.mark.parametrize('name', ['mlp', 'lenet'])
-def test_same_numbers_as_the_legacy_twin(name):
-    """The same weights in a legacy-interface network give the same derivatives."""
-    net, x = built(name)
-    got = {cls.__name__: cls(OutputSum(net))(x).asnumpy()
-           for cls in (mg.InputGradient, mg.Laplacian)}
+class CoefficientField(nn.HybridBlock):
+    """C(x) = (1 + x_0^2) I per sample, for the weighted Laplacian with a block."""
+
+    def hybrid_forward(self, F, x):
+        P = F.np if mx.util.is_np_array() else F
+        n = 3
+        scale = 1.0 + P.square(x[:, 0:1]) if mx.util.is_np_array() else \
+            1.0 + F.square(F.slice_axis(x, axis=1, begin=0, end=1))
+        eye = P.eye(n, dtype='float64')  # (the twin test runs in float64)
+        return P.expand_dims(scale, 2) * P.expand_dims(eye, 0) \
+            if mx.util.is_np_array() else F.broadcast_mul(F.expand_dims(scale, 2),
+                                                           F.expand_dims(eye, 0))
+
+
+# every block and helper: (name, build(net) -> callable(x, v)); the field blocks take a
+# net from (B, 3) to (B, 3), the others its sum
+BLOCKS = [
+    ('InputGradient', lambda n: lambda x, v: mg.InputGradient(n)(x)),
+    ('InputGradient return_output',
+     lambda n: lambda x, v: mg.InputGradient(n, return_output=True)(x)[1]),
+    ('JVP', lambda n: lambda x, v: mg.JVP(n)(x, v)),
+    ('VJP', lambda n: lambda x, v: mg.VJP(n)(x, x[:, :1] * 0 + 1.5)),
+    ('HVP fwd_rev', lambda n: lambda x, v: mg.HVP(n)(x, v)),
+    ('HVP rev_rev', lambda n: lambda x, v: mg.HVP(n, mode='rev_rev')(x, v)),
+    ('Hessian', lambda n: lambda x, v: mg.Hessian(n)(x)),
+    ('Laplacian', lambda n: lambda x, v: mg.Laplacian(n)(x)),
+    ('Laplacian hessian_trace',
+     lambda n: lambda x, v: mg.Laplacian(n, method='hessian_trace')(x)),
+    ('Taylor', lambda n: lambda x, v: mg.Taylor(n, order=3)(x, v)),
+    ('DifferentialOperator biharmonic',
+     lambda n: lambda x, v: mg.DifferentialOperator(n, 'biharmonic')(x)),
+    ('DifferentialOperator weighted C(x)',
+     lambda n: lambda x, v: mg.DifferentialOperator(n, 'weighted_laplacian',
+                                                    coefficients=CoefficientField())(x)),
+    ('grad', lambda n: lambda x, v: mg.grad(n, x)),
+    ('jvp', lambda n: lambda x, v: mg.jvp(n, x, v)),
+    ('hvp', lambda n: lambda x, v: mg.hvp(n, x, v)),
+    ('hessian', lambda n: lambda x, v: mg.hessian(n, x)),
+    ('laplacian', lambda n: lambda x, v: mg.laplacian(n, x)),
+]
+FIELD_BLOCKS = [
+    ('Jacobian forward', lambda n: lambda x, v: mg.Jacobian(n, mode='forward')(x)),
+    ('Jacobian reverse', lambda n: lambda x, v: mg.Jacobian(n, mode='reverse')(x)),
+    ('Divergence', lambda n: lambda x, v: mg.Divergence(n)(x)),
+    ('vjp', lambda n: lambda x, v: mg.vjp(n, x, v)),
+]
+
+
+def field():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(12, activation='tanh'), nn.Dense(3))
+    return net
+
+
+class LegacySum(nn.HybridBlock):
+    def __init__(self, net, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+
+    def hybrid_forward(self, F, x):
+        return F.sum(self.net(x), axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize('name, build', BLOCKS + FIELD_BLOCKS,
+                         ids=[b[0] for b in BLOCKS + FIELD_BLOCKS])
+def test_every_block_matches_its_legacy_twin(name, build):
+    """Each block and functional helper on a NumPy-mode network gives NumPy arrays, the
+    numbers of the same block on the legacy twin (same weights) to 1e-12, and the same
+    again hybridized with static_alloc (the blocks; the helpers cache theirs)."""
+    is_field = (name, build) in FIELD_BLOCKS
+    make = field if is_field else mlp
+    mx.random.seed(0)
+    net = make()
+    net.initialize(mx.init.Xavier(magnitude=2.0))
+    x = np_array((4, 3), -1.0, 1.0, seed=1)
+    v = np_array((4, 3), seed=2)
+    net(x.astype('float32'))
+    net.cast('float64')
+    wrapped = net if is_field else OutputSum(net)
+    got = build(wrapped)(x, v)
+    assert isinstance(got, mx.np.ndarray), type(got)
     weights = [p.data().asnumpy() for p in net.collect_params().values()]
     npx.reset_np()
-    twin = NETS[name][0]()
-    twin.initialize()
-    xl = mx.nd.array(x.asnumpy(), dtype='float64')
-    twin(xl.astype('float32'))
-    twin.cast('float64')
-    for p, w in zip(twin.collect_params().values(), weights):
-        p.set_data(mx.nd.array(w, dtype='float64'))
-
-    class LegacySum(nn.HybridBlock):
-        def __init__(self, net, **kwargs):
-            super().__init__(**kwargs)
-            self.net = net
-
-        def hybrid_forward(self, F, x):
-            return F.sum(self.net(x), axis=1, keepdims=True)
-    for cls in (mg.InputGradient, mg.Laplacian):
-        want = cls(LegacySum(twin))(xl)
+    try:
+        twin = make()
+        twin.initialize()
+        xl, vl = (mx.nd.array(a.asnumpy(), dtype='float64') for a in (x, v))
+        twin(xl.astype('float32'))
+        twin.cast('float64')
+        for p, w in zip(twin.collect_params().values(), weights):
+            p.set_data(mx.nd.array(w, dtype='float64'))
+        want = build(twin if is_field else LegacySum(twin))(xl, vl)
         assert type(want) is mx.nd.NDArray
-        assert relative_error(got[cls.__name__], want.asnumpy()) < 1e-12, cls.__name__
-    npx.set_np()
+    finally:
+        npx.set_np()
+    assert relative_error(got.asnumpy(), want.asnumpy()) < 1e-12
+
+
+@pytest.mark.parametrize('cls', [mg.InputGradient, mg.Laplacian, mg.Jacobian, mg.Divergence,
+                                 mg.Hessian])
+def test_blocks_hybridized_with_static_alloc(cls):
+    net, x = built('mlp') if cls is not mg.Divergence else (None, None)
+    if cls is mg.Divergence:
+        net = field()
+        net.initialize()
+        x = np_array((4, 3))
+        net(x.astype('float32'))
+        net.cast('float64')
+    blk = cls(net if cls in (mg.Jacobian, mg.Divergence) else OutputSum(net))
+    want = blk(x).asnumpy()
+    blk.hybridize(static_alloc=True, static_shape=True)
+    got = blk(x)
+    assert isinstance(got, mx.np.ndarray)
+    assert relative_error(got.asnumpy(), want) < 1e-12
+    assert relative_error(blk(x).asnumpy(), want) < 1e-12  # the cached graph again
 
 
 def test_hvp_and_taylor_and_differential_operator():

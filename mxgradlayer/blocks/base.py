@@ -27,7 +27,7 @@ from ..tracing import TracedNetwork, computing_as, numpy_mode, resolve_input_spe
 from ..transform import unrecorded
 
 __all__ = ['DerivativeBlock', 'PerSampleBlock', 'check_choice', 'prod', 'is_numpy',
-           'legacy_view', 'numpy_view']
+           'legacy_view', 'numpy_view', 'call_block']
 
 
 def check_choice(what, value, allowed):
@@ -276,6 +276,15 @@ def numpy_view(out):
     if isinstance(out, (list, tuple)):
         return type(out)(numpy_view(o) for o in out)
     return out.as_np_ndarray() if isinstance(out, (mx.nd.NDArray, mx.sym.Symbol)) else out
+
+
+def call_block(block, *arrays):
+    """``block(*arrays)`` for a derivative block's own computation, which holds legacy
+    arrays: in NumPy mode the block (perhaps the user's, written with F.np) gets NumPy
+    views and its result comes back as a legacy view."""
+    if numpy_mode():
+        return legacy_view(block(*numpy_view(list(arrays))))
+    return block(*arrays)
 
 
 def _touching(out, params):

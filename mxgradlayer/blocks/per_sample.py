@@ -13,7 +13,7 @@ import mxnet as mx
 from ..errors import InputSpecError
 from ..tracing import numpy_mode
 from ..transform import forward, reverse, zeros_folded
-from .base import PerSampleBlock, check_choice, legacy_view, numpy_view, prod
+from .base import PerSampleBlock, call_block, check_choice, legacy_view, numpy_view, prod
 from .total import InputGradient
 
 __all__ = ['Jacobian', 'Hessian', 'Laplacian', 'Divergence']
@@ -248,7 +248,7 @@ class Hessian(PerSampleBlock):
         rows, start = [], 0
         for shape in self._output_shapes(graph):
             m = prod(shape)
-            parts = [legacy_view(self._component_jacobian(start + j)(*inputs))
+            parts = [call_block(self._component_jacobian(start + j), *inputs)
                      for j in range(m)]
             parts = [F.expand_dims(F.reshape(p, shape=(-1,) + square), axis=1) for p in parts]
             start += m
@@ -325,7 +325,7 @@ class Laplacian(PerSampleBlock):
                                             laplacian=True)
             return _one_or_tuple([F.zeros_like(o) if l is None else l
                                   for o, l in zip(outs, laps)])
-        hess = legacy_view(self.hessian(*inputs))
+        hess = call_block(self.hessian, *inputs)
         hess = hess if isinstance(hess, (list, tuple)) else [hess]
         eye = F.reshape(F.eye(n, dtype=wrt.dtype), shape=(1, 1, n, n))
         res = []

@@ -19,7 +19,7 @@ import mxnet as mx
 from ..errors import InputSpecError
 from ..tracing import resolve_input_specs
 from ..transform import Jet, taylor
-from .base import DerivativeBlock, legacy_view, prod
+from .base import DerivativeBlock, call_block, prod
 
 __all__ = ['Taylor', 'DifferentialOperator', 'interpolation_directions']
 
@@ -373,7 +373,7 @@ class DifferentialOperator(DerivativeBlock):
             V = F.concat(*rows, dim=0) if len(rows) > 1 else rows[0]
             return [(4, self._fold(F, V, coords, inputs, len(weights), False), weights)]
         # weighted Laplacian with C(x): tr(C H) = sum_i (D^2_(c_i+e_i) - D^2_(c_i-e_i)) / 4
-        C = legacy_view(self.coefficients(*inputs))
+        C = call_block(self.coefficients, *inputs)
         cols = F.reshape(F.transpose(C, axes=(2, 0, 1)), shape=(-3, -2))  # c_i, folded
         x = self._flat_inputs(F, coords, inputs)
         e = F.reshape(F.broadcast_like(F.expand_dims(eye, axis=1), F.expand_dims(x, axis=0),
