@@ -189,6 +189,9 @@ def def_elementwise(op, d1, d2=None, ratio=None, nth=None, ode=None, aliases=(),
     operators against five for f' l + f'' q, and f' is read once less; activations are
     most of a PINN's derived graph.
     """
+    if ode is not None and nth is None:
+        # a collapsed coefficient always goes through Faa di Bruno, which needs nth
+        raise TypeError(f'def_elementwise({op!r}): ode= needs nth= as well')
     d2_reuses_d1 = d2 is not None and 'd1' in inspect.signature(d2).parameters
 
     def first(c, eqn, xs, ans):
