@@ -78,3 +78,49 @@ def activation_net(name, in_units=3, hidden=5, out=2, flatten=True, dtype='float
     if dtype != 'float32':
         net.cast(dtype)
     return net
+
+
+class D2LResidual(gluon.HybridBlock):
+    """d2l.Residual (chapter 8.6, MXNet edition) in NumPy mode, as a HybridBlock.
+    ``smooth``: softrelu inside and tanh after the addition instead of relu, for checks
+    whose second derivatives must not vanish."""
+
+    def __init__(self, channels, use_1x1conv=False, strides=1, smooth=False, **kwargs):
+        super().__init__(**kwargs)
+        self.conv1 = gluon.nn.Conv2D(channels, kernel_size=3, padding=1, strides=strides)
+        self.conv2 = gluon.nn.Conv2D(channels, kernel_size=3, padding=1)
+        self.conv3 = gluon.nn.Conv2D(channels, kernel_size=1, strides=strides) \
+            if use_1x1conv else None
+        self.bn1, self.bn2 = gluon.nn.BatchNorm(), gluon.nn.BatchNorm()
+        self._smooth = smooth
+
+    def hybrid_forward(self, F, X):
+        Y = self.bn1(self.conv1(X))
+        Y = F.npx.activation(Y, act_type='softrelu') if self._smooth else F.npx.relu(Y)
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3:
+            X = self.conv3(X)
+        return F.np.tanh(Y + X) if self._smooth else F.npx.relu(Y + X)
+
+
+def d2l_resnet(stem, widths, outputs, smooth=False):
+    """A stem convolution with BatchNorm, two D2L residual blocks (the second with a 1x1
+    convolution and stride 2), global average pooling and a Dense head."""
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(stem, kernel_size=3, padding=1), gluon.nn.BatchNorm(),
+            gluon.nn.Activation('tanh'), D2LResidual(widths[0], smooth=smooth),
+            D2LResidual(widths[1], use_1x1conv=True, strides=2, smooth=smooth),
+            gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(outputs))
+    return net
+
+
+class OutputSum(gluon.HybridBlock):
+    """The sum of a network's outputs per sample, (B, 1), in either front end."""
+
+    def __init__(self, net, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+
+    def hybrid_forward(self, F, x):
+        P = F.np if mx.util.is_np_array() else F
+        return P.sum(self.net(x), axis=1, keepdims=True)

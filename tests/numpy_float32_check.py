@@ -12,32 +12,13 @@ from mxnet.gluon import nn
 
 import mxgradlayer as mg
 
+from helpers import d2l_resnet
+
 npx.set_np()
 
 
-class Residual(nn.HybridBlock):
-    def __init__(self, channels, use_1x1conv=False, strides=1, **kwargs):
-        super().__init__(**kwargs)
-        self.conv1 = nn.Conv2D(channels, kernel_size=3, padding=1, strides=strides)
-        self.conv2 = nn.Conv2D(channels, kernel_size=3, padding=1)
-        self.conv3 = nn.Conv2D(channels, kernel_size=1, strides=strides) \
-            if use_1x1conv else None
-        self.bn1, self.bn2 = nn.BatchNorm(), nn.BatchNorm()
-
-    def hybrid_forward(self, F, X):
-        Y = F.npx.activation(self.bn1(self.conv1(X)), act_type='softrelu')
-        Y = self.bn2(self.conv2(Y))
-        if self.conv3:
-            X = self.conv3(X)
-        return F.np.tanh(Y + X)
-
-
 def resnet():
-    net = nn.HybridSequential()
-    net.add(nn.Conv2D(16, kernel_size=3, padding=1), nn.BatchNorm(), nn.Activation('tanh'),
-            Residual(16), Residual(32, use_1x1conv=True, strides=2),
-            nn.GlobalAvgPool2D(), nn.Dense(1))
-    return net
+    return d2l_resnet(16, (16, 32), 1, smooth=True)
 
 
 def mlp():

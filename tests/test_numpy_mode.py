@@ -23,7 +23,7 @@ from mxgradlayer.errors import UnsupportedOperatorError
 from mxgradlayer.test_util import (check_grads, check_param_grads, check_taylor,
                                    fd_laplacian, relative_error)
 
-from helpers import Lambda
+from helpers import Lambda, OutputSum, d2l_resnet
 from isolated import result_of, run_script
 from op_specs import NUMPY_SPECS
 
@@ -92,31 +92,8 @@ def lenet():
     return net
 
 
-class Residual(nn.HybridBlock):
-    """d2l.Residual (chapter 8.6, MXNet edition)."""
-
-    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
-        super().__init__(**kwargs)
-        self.conv1 = nn.Conv2D(num_channels, kernel_size=3, padding=1, strides=strides)
-        self.conv2 = nn.Conv2D(num_channels, kernel_size=3, padding=1)
-        self.conv3 = nn.Conv2D(num_channels, kernel_size=1, strides=strides) \
-            if use_1x1conv else None
-        self.bn1, self.bn2 = nn.BatchNorm(), nn.BatchNorm()
-
-    def hybrid_forward(self, F, X):
-        Y = F.npx.relu(self.bn1(self.conv1(X)))
-        Y = self.bn2(self.conv2(Y))
-        if self.conv3:
-            X = self.conv3(X)
-        return F.npx.relu(Y + X)
-
-
 def resnet():
-    net = nn.HybridSequential()
-    net.add(nn.Conv2D(4, kernel_size=3, padding=1), nn.BatchNorm(), nn.Activation('tanh'),
-            Residual(4), Residual(6, use_1x1conv=True, strides=2),
-            nn.GlobalAvgPool2D(), nn.Dense(2))
-    return net
+    return d2l_resnet(4, (4, 6), 2)
 
 
 class Smooth(nn.HybridBlock):
@@ -150,15 +127,6 @@ def built(name, dtype='float64', seed=0):
     net(x.astype('float32'))
     net.cast(dtype)
     return net, x.astype(dtype)
-
-
-class OutputSum(nn.HybridBlock):
-    def __init__(self, net, **kwargs):
-        super().__init__(**kwargs)
-        self.net = net
-
-    def hybrid_forward(self, F, x):
-        return F.np.sum(self.net(x), axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
@@ -207,14 +175,12 @@ class CoefficientField(nn.HybridBlock):
     """C(x) = (1 + x_0^2) I per sample, for the weighted Laplacian with a block."""
 
     def hybrid_forward(self, F, x):
-        P = F.np if mx.util.is_np_array() else F
-        n = 3
-        scale = 1.0 + P.square(x[:, 0:1]) if mx.util.is_np_array() else \
-            1.0 + F.square(F.slice_axis(x, axis=1, begin=0, end=1))
-        eye = P.eye(n, dtype='float64')  # (the twin test runs in float64)
-        return P.expand_dims(scale, 2) * P.expand_dims(eye, 0) \
-            if mx.util.is_np_array() else F.broadcast_mul(F.expand_dims(scale, 2),
-                                                           F.expand_dims(eye, 0))
+        if mx.util.is_np_array():
+            P, first, product = F.np, x[:, 0:1], F.np.multiply
+        else:
+            P, first, product = F, F.slice_axis(x, axis=1, begin=0, end=1), F.broadcast_mul
+        eye = P.eye(3, dtype='float64')  # (the twin test runs in float64)
+        return product(P.expand_dims(1.0 + P.square(first), 2), P.expand_dims(eye, 0))
 
 
 # every block and helper: (name, build(net) -> callable(x, v)); the field blocks take a
@@ -257,15 +223,6 @@ def field():
     return net
 
 
-class LegacySum(nn.HybridBlock):
-    def __init__(self, net, **kwargs):
-        super().__init__(**kwargs)
-        self.net = net
-
-    def hybrid_forward(self, F, x):
-        return F.sum(self.net(x), axis=1, keepdims=True)
-
-
 @pytest.mark.parametrize('name, build', BLOCKS + FIELD_BLOCKS,
                          ids=[b[0] for b in BLOCKS + FIELD_BLOCKS])
 def test_every_block_matches_its_legacy_twin(name, build):
@@ -294,7 +251,7 @@ def test_every_block_matches_its_legacy_twin(name, build):
         twin.cast('float64')
         for p, w in zip(twin.collect_params().values(), weights):
             p.set_data(mx.nd.array(w, dtype='float64'))
-        want = build(twin if is_field else LegacySum(twin))(xl, vl)
+        want = build(twin if is_field else OutputSum(twin))(xl, vl)
         assert type(want) is mx.nd.NDArray
     finally:
         npx.set_np()

@@ -26,19 +26,6 @@ from ..registry import def_lowering, operators
 __all__ = []
 
 
-def _attrs(eqn, drop=(), rename=None):
-    rename = rename or {}
-    return {rename.get(k, k): v for k, v in eqn.raw_attrs.items()
-            if k not in drop and not k.startswith('__')}
-
-
-def _as(legacy, drop=(), rename=None):
-    """The legacy operator ``legacy`` with the node's attributes (less ``drop``)."""
-    def lowering(F, eqn, xs, options):
-        return apply_op(F, legacy, xs, _attrs(eqn, drop, rename))
-    return lowering
-
-
 def _lower(op, fn, doc):
     def_lowering(op, fn, doc=doc)
 
@@ -47,7 +34,8 @@ def _lower_as(op, legacy):
     """``op`` as ``legacy`` with the same attributes, where the table covers ``legacy``
     (otherwise the node stays, and is refused by its NumPy name)."""
     if legacy in operators():
-        _lower(op, _as(legacy), f'as {legacy}')
+        _lower(op, lambda F, eqn, xs, options: apply_op(F, legacy, xs, eqn.raw_attrs),
+               f'as {legacy}')
 
 
 # ----- arithmetic: NumPy broadcasting is that of the broadcast_* operators -----
