@@ -233,10 +233,22 @@ class DifferentialOperator(DerivativeBlock):
     samples : int, optional
         For ``'laplacian'`` and ``'biharmonic'``: an unbiased stochastic estimate from
         this many random directions per sample, drawn anew at every call (seed them with
-        ``mx.random.seed``): Rademacher directions for the Laplacian (Hutchinson),
-        E[v^T H v] = tr H with variance 2 sum_(i!=j) H_ij^2 / S; Gaussian directions for
-        the biharmonic, E[(v . grad)^4 u] = 3 Delta^2 u.  Cost is that of S directions
-        whatever the dimension.
+        ``mx.random.seed``).  Cost is that of S directions whatever the dimension.
+    estimator : {'dense', 'sparse'}, default 'dense'
+        How ``samples`` draws its directions (per sample, S draws, H the Hessian, T the
+        fourth-derivative tensor, P = grad^2 (Delta u) the Hessian of the Laplacian):
+
+        - ``'dense'``: Rademacher directions for the Laplacian (Hutchinson),
+          E[v^T H v] = tr H, variance 2 sum_(i!=j) H_ij^2 / S; Gaussian directions for
+          the biharmonic, E[(v . grad)^4 u] = 3 Delta^2 u, variance
+          (24 sum T_ijkl^2 + 72 sum P_ij^2) / (9 S) (Isserlis' theorem: 105 pairings).
+        - ``'sparse'`` (STDE's sparse random jets, Shi et al. 2024): each draw is one of
+          the N directions of the exact operator, uniformly, the same directions with
+          at most two non-zero entries that the exact sum uses (e_i for the Laplacian,
+          e_i and e_i +- e_j for the biharmonic), weighted N w_k; with the exact
+          operator sum_k w_k d_k, the variance is
+          (N sum_k w_k^2 d_k^2 - (sum_k w_k d_k)^2) / S; for the Laplacian,
+          (n sum_i H_ii^2 - (tr H)^2) / S, zero when the diagonal is constant.
 
     Inputs:
         - **inputs**: the inputs of ``net``, each of shape (batch, ...).
@@ -265,7 +277,7 @@ class DifferentialOperator(DerivativeBlock):
     _per_sample = True
 
     def __init__(self, net, terms='laplacian', wrt=0, coefficients=None, samples=None,
-                 **kwargs):
+                 estimator='dense', **kwargs):
         super().__init__(net, wrt, **kwargs)
         named = isinstance(terms, str)
         if named and terms not in _NAMED:
@@ -279,7 +291,11 @@ class DifferentialOperator(DerivativeBlock):
                 raise ValueError("samples= estimates terms='laplacian' or 'biharmonic'")
             if not isinstance(samples, (int, np.integer)) or samples < 1:
                 raise ValueError(f'samples must be an int >= 1; got {samples!r}')
-        self._terms, self._samples = terms, samples
+        if estimator not in ('dense', 'sparse'):
+            raise ValueError(f"estimator must be 'dense' or 'sparse'; got {estimator!r}")
+        if estimator != 'dense' and samples is None:
+            raise ValueError('estimator= chooses how samples= draws directions; give samples=')
+        self._terms, self._samples, self._estimator = terms, samples, estimator
         self._orders, self._directions = {}, []
         self.coefficients = None
         directions = []
@@ -345,9 +361,10 @@ class DifferentialOperator(DerivativeBlock):
 
     # ----- the jets -----
     def _named_jets(self, F, coords, n, inputs, dtype):
-        """(order, folded directions, weights) for the named operators."""
+        """(order, folded directions, weights) for the named operators: weights a list of
+        floats per direction (collapsed), or a (S*B, 1) array per drawn direction."""
         S = self._samples
-        if S is not None:
+        if S is not None and self._estimator == 'dense':
             zeros = F.zeros_like(self._flat_inputs(F, coords, inputs))
             zeros = F.concat(*([zeros] * S), dim=0) if S > 1 else zeros
             with mx.autograd.pause():
@@ -358,8 +375,8 @@ class DifferentialOperator(DerivativeBlock):
             return [(4, self._fold(F, V, coords, inputs, S, True), [8.0 / S] * S)]
         eye = F.eye(n, dtype=dtype)
         if self._terms == 'laplacian':  # y_2 = D^2 / 2
-            return [(2, self._fold(F, eye, coords, inputs, n, False), [2.0] * n)]
-        if self._terms == 'biharmonic':
+            order, V, weights = 2, eye, [2.0] * n
+        elif self._terms == 'biharmonic':
             # Delta^2 = (1 - (n-1)/3) sum_i d_i^4 + (1/6) sum_(i<j) (D^4_(e_i+e_j) + D^4_(e_i-e_j))
             rows, weights = [], []
             if 3 != n - 1:
@@ -370,8 +387,32 @@ class DifferentialOperator(DerivativeBlock):
                 base = F.slice_axis(eye, axis=0, begin=0, end=n - s)
                 rows += [base + shifted, base - shifted]
                 weights += [4.0] * (2 * (n - s))
-            V = F.concat(*rows, dim=0) if len(rows) > 1 else rows[0]
-            return [(4, self._fold(F, V, coords, inputs, len(weights), False), weights)]
+            order, V = 4, F.concat(*rows, dim=0) if len(rows) > 1 else rows[0]
+        else:
+            return self._field_jets(F, coords, n, inputs, eye)
+        if S is None:
+            return [(order, self._fold(F, V, coords, inputs, len(weights), False), weights)]
+        return [(order,) + self._sparse_draws(F, coords, inputs, V, weights, S, dtype)]
+
+    def _sparse_draws(self, F, coords, inputs, V, weights, S, dtype):
+        """S directions per sample drawn uniformly from the exact operator's N directions V
+        (N, n), each weighted N w_k / S; folded directions and the (S*B, 1) weights."""
+        N = len(weights)
+        first = F.slice_axis(self._flat_inputs(F, coords, inputs), axis=1, begin=0, end=1)
+        zeros = F.zeros_like(first)
+        zeros = F.concat(*([zeros] * S), dim=0) if S > 1 else zeros
+        with mx.autograd.pause():
+            k = F.clip(F.floor(F.random.uniform_like(zeros) * N), 0, N - 1)
+            pick = F.one_hot(F.reshape(k, shape=(-1,)), depth=N, dtype=dtype)  # (S*B, N)
+        folded = self._fold(F, F.dot(pick, V), coords, inputs, S, True)
+        if len(set(weights)) == 1:  # equal weights (the Laplacian): collapse as usual
+            return folded, [weights[0] * N / S] * S
+        runs = [(w, len(list(g))) for w, g in itertools.groupby(weights)]
+        column = F.concat(*[F.full(shape=(size, 1), val=w * N / S, dtype=dtype)
+                            for w, size in runs], dim=0)  # (N, 1)
+        return folded, F.dot(pick, column)
+
+    def _field_jets(self, F, coords, n, inputs, eye):
         # weighted Laplacian with C(x): tr(C H) = sum_i (D^2_(c_i+e_i) - D^2_(c_i-e_i)) / 4
         C = call_block(self.coefficients, *inputs)
         cols = F.reshape(F.transpose(C, axes=(2, 0, 1)), shape=(-3, -2))  # c_i, folded
@@ -413,8 +454,10 @@ class DifferentialOperator(DerivativeBlock):
             specs = self._named_jets(F, coords, n, inputs, dtype)
         else:  # u itself only
             specs = []
-        jets = [Jet({p: [t] for p, t in folded.items()}, order, K=len(w), weights=w,
-                    per_sample=True) for order, folded, w in specs]
+        drawn = [None if isinstance(w, list) else w for _, _, w in specs]
+        jets = [Jet({p: [t] for p, t in folded.items()}, order,
+                    K=len(w) if d is None else self._samples, weights=w if d is None else None,
+                    per_sample=True) for (order, folded, w), d in zip(specs, drawn)]
         outs, series = taylor(F, graph, inputs, params, jets)
         res = []
         for i, o in enumerate(outs):
@@ -422,8 +465,12 @@ class DifferentialOperator(DerivativeBlock):
             zeroth = self._orders.get(0, {}).get((), 0.0)
             if zeroth:
                 total = o * zeroth
-            for s in series:
+            for s, d in zip(series, drawn):
                 top = s[i][-1] if s[i] is not None else None
+                if top is not None and d is not None:  # sum_s w_s top_s over the draws
+                    top = F.broadcast_mul(F.reshape(top, shape=(0, -1)), d)
+                    top = F.reshape_like(F.sum(F.reshape(top, shape=(-4, self._samples, -1,
+                                                                      -2)), axis=0), o)
                 if top is not None:
                     total = top if total is None else F.elemwise_add(total, top)
             res.append(F.zeros_like(o) if total is None else total)

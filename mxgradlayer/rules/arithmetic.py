@@ -11,7 +11,7 @@ the quotient recurrence for division; powers of a variable exponent have none.
 import math
 
 from ..registry import def_elementwise, def_linear, define, no_curvature, no_higher_terms
-from ..series import cauchy
+from ..series import cauchy, coefficient
 from ._helpers import add, broadcast_tangent, neg, unbroadcast
 
 ONE, MINUS_ONE = 'one', 'minus_one'
@@ -176,8 +176,52 @@ _binary('broadcast_maximum', _max_partials, _zero_second, broadcast=True, taylor
 _binary('broadcast_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
 _binary('_maximum', _max_partials, _zero_second, broadcast=True, taylor=LINEAR)
 _binary('_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
-_binary('broadcast_power', _power_partials, _power_second, broadcast=True)
-_binary('_power', _power_partials, _power_second, broadcast=True)
+def _power_taylor(c, eqn, a, b, y, sa, sb, sy, k):
+    """y = exp(w), w = b log a: with l = log a (a l' = a': m l_m = (m a_m - sum_(0<j<m)
+    j l_j a_(m-j)) / a), w_m = b l_m + log(a) b_m + sum_(0<i<m) b_i l_(m-i) and
+    k y_k = sum_(j=1)^k j w_j y_(k-j); the terms here leave out b l_k's a_k / a and
+    log(a) b_k, the JVP's."""
+    F = c.F
+    inv_a = c.memo((eqn.nid, 'power-inv'), lambda: F.reciprocal(a))
+    log_a = c.memo((eqn.nid, 'power-log'), lambda: F.log(a))
+
+    def l(m, full=True):  # coefficient m of log a, without a_m / a unless full
+        def make():
+            rest = None
+            for j in range(1, m):
+                lj, am = l(j), coefficient(sa, m - j)
+                if lj is not None and am is not None:
+                    term = F.elemwise_mul(lj, am) * (-float(j) / m)
+                    rest = term if rest is None else F.elemwise_add(rest, term)
+            am = coefficient(sa, m) if full else None
+            total = am if rest is None else rest if am is None else F.elemwise_add(am, rest)
+            return c.scale(total, inv_a, broadcast=True)
+        return c.memo_local((eqn.nid, 'power-l', m, full), make)
+
+    def w(m, full=True):  # coefficient m of b log a, without the JVP's part unless full
+        def make():
+            parts = [cauchy(F, sb, [l(i) for i in range(1, m)], m)]
+            lm = l(m, full)
+            parts.append(c.scale(lm, b, broadcast=True) if lm is not None else None)
+            bm = coefficient(sb, m) if full else None
+            parts.append(c.scale(bm, log_a, broadcast=True) if bm is not None else None)
+            return add(F, add(F, parts[0], parts[1]), parts[2])
+        return c.memo_local((eqn.nid, 'power-w', m, full), make)
+
+    total = None
+    lead = w(k, full=False)
+    if lead is not None:
+        total = c.scale(lead, y, broadcast=True)
+    for j in range(1, k):
+        wj, yk = w(j), coefficient(sy, k - j)
+        if wj is not None and yk is not None:
+            term = F.elemwise_mul(wj, yk) * (float(j) / k)
+            total = term if total is None else F.elemwise_add(total, term)
+    return total
+
+
+for _op in ('broadcast_power', '_power'):
+    _binary(_op, _power_partials, _power_second, broadcast=True, taylor=_power_taylor)
 
 
 # ----- scalar operators (attribute ``scalar``) -----

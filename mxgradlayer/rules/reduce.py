@@ -1,6 +1,7 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
 """Reductions: sum and mean over axes (linear; the VJP broadcasts back)."""
-from ..registry import def_linear, def_lowering, define, no_curvature, no_higher_terms
+from ..registry import add, def_linear, def_lowering, define, no_curvature, no_higher_terms
+from ..series import cauchy, coefficient
 
 
 def reduced_axes(attrs, rank):
@@ -126,10 +127,89 @@ def _log_softmax_vjp(c, eqn, xs, ans, gs):  # g_x = g - y sum(g)
     return [F.elemwise_sub(gs[0], F.broadcast_mul(c.repeat(y), total))]
 
 
+def _inner(c, axis, u, v):
+    """<u, v> along ``axis``, keepdims, of two folded series coefficients (None: zero)."""
+    if u is None or v is None:
+        return None
+    return c.F.sum(c.F.elemwise_mul(u, v), axis=axis, keepdims=True)
+
+
+def _weighted_inner_sum(c, axis, p0, ps, xs, k):
+    """sum_(i=0)^(k-1) (k - i) <p_i, x_(k-i)> with p_0 the primal (its i = 0 term only
+    if ``p0`` is given), the others folded series."""
+    F, total = c.F, None
+    for i in range(0 if p0 is not None else 1, k):
+        x = coefficient(xs, k - i)
+        if x is None:
+            continue
+        term = _dot_along(c, p0, x, axis) if i == 0 else _inner(c, axis, coefficient(ps, i), x)
+        if term is not None:
+            total = add(F, total, term * float(k - i) if k - i != 1 else term)
+    return total
+
+
+def _softmax_taylor(c, eqn, xs, ans, ins, outs, k):
+    """y = softmax(x) solves y' = y (x' - <y, x'>) (the JVP along the curve), so with
+    q(t) = x'(t) - <y(t), x'(t)>: k y_k = sum_(i<k) y_i q_(k-1-i); the terms without
+    x_k: y_0 times q_(k-1) less its x_k part, and i >= 1 (q from lower coefficients)."""
+    F, axis = c.F, _softmax_axis(eqn)
+    sx, sy, y0 = ins[0], outs[0], ans[0]
+
+    def q(m, full=True):  # coefficient m of q(t); without its x_(m+1) part if not full
+        def make():
+            inner = _weighted_inner_sum(c, axis, y0 if full else None, sy, sx, m + 1)
+            x = coefficient(sx, m + 1) if full else None
+            x = None if x is None else (x * float(m + 1) if m else x)
+            if inner is None:
+                return x
+            return inner * -1.0 if x is None else F.broadcast_sub(x, inner)
+        return c.memo_local((eqn.nid, 'softmax-q', m, full), make)
+
+    total = None
+    lead = q(k - 1, full=False)
+    if lead is not None:
+        total = F.broadcast_mul(c.repeat(y0), lead)
+    for i in range(1, k):
+        y, qi = coefficient(sy, i), q(k - 1 - i)
+        if y is not None and qi is not None:
+            total = add(F, total, F.broadcast_mul(y, qi))
+    return [None if total is None else total * (1.0 / k)]
+
+
+def _log_softmax_taylor(c, eqn, xs, ans, ins, outs, k):
+    """z = x - lse(x), lse' = <p, x'> with p = exp(z) = softmax(x): lse_k =
+    (1/k) sum_(i<k) (k-i) <p_i, x_(k-i)>; p's coefficients by the recurrence of exp,
+    m p_m = sum_(j=1)^m j z_j p_(m-j), from z's lower ones."""
+    F, axis = c.F, _softmax_axis(eqn)
+    sz = outs[0]
+    p0 = c.memo((eqn.nid, 'probabilities'), lambda: F.exp(ans[0]))
+
+    def p(m):
+        def make():
+            total = None
+            for j in range(1, m + 1):
+                z = coefficient(sz, j)
+                if z is None:
+                    continue
+                z = z * float(j) if j > 1 else z
+                term = c.scale(z, p0) if j == m else \
+                    (None if p(m - j) is None else F.elemwise_mul(z, p(m - j)))
+                total = add(F, total, term)
+            return None if total is None else total * (1.0 / m) if m > 1 else total
+        return c.memo_local((eqn.nid, 'log-softmax-p', m), make)
+
+    lse = _weighted_inner_sum(c, axis, None, [p(m) for m in range(1, k)], ins[0], k)
+    if lse is None:
+        return [None]
+    like = coefficient(ins[0], 1)
+    return [F.broadcast_like(lse * (-1.0 / k), c.repeat(ans[0]) if like is None else like)]
+
+
 _SOFTMAX = dict(validate=_softmax_validate, couples=_softmax_couples)
-define('softmax', jvp=_softmax_jvp, vjp=_softmax_vjp, curvature=_softmax_curvature, **_SOFTMAX)
+define('softmax', jvp=_softmax_jvp, vjp=_softmax_vjp, curvature=_softmax_curvature,
+       taylor=_softmax_taylor, **_SOFTMAX)
 define('log_softmax', jvp=_log_softmax_jvp, vjp=_log_softmax_vjp,
-       curvature=_log_softmax_curvature, **_SOFTMAX)
+       curvature=_log_softmax_curvature, taylor=_log_softmax_taylor, **_SOFTMAX)
 
 
 def _lower_softmax_activation(F, eqn, xs, options):
@@ -210,5 +290,25 @@ def _norm_curvature(c, eqn, xs, ans, ts):
     return [F.elemwise_div(c.sum_directions(total), ans[0])]
 
 
+def _norm_taylor(c, eqn, xs, ans, ins, outs, k):
+    """ord 2: y^2 = sum x^2 along the axes, so 2 y_0 y_k = sum_(0<i<k) (sum x_i x_(k-i)
+    - y_i y_(k-i)) + 2 <x_0, x_k>, the last the JVP's part; ord 1 is piecewise linear."""
+    if _norm_ord(eqn) == 1:
+        return [None]
+    F = c.F
+    axes = reduced_axes(eqn.attrs, len(eqn.in_shapes[0]))
+    keep = bool(eqn.attrs.get('keepdims', False))
+    squares = cauchy(F, ins[0], ins[0], k)
+    if squares is None:
+        return [None]
+    total = F.sum(squares, axis=axes, keepdims=keep)
+    cross = cauchy(F, outs[0], outs[0], k)
+    if cross is not None:
+        total = F.elemwise_sub(total, cross)
+    return [c.scale(total, c.memo((eqn.nid, 'half-reciprocal'),
+                                  lambda: F.reciprocal(ans[0]) * 0.5))]
+
+
 _jvp, _vjp = _weighted_reduction(_norm_factor)
-define('norm', jvp=_jvp, vjp=_vjp, curvature=_norm_curvature, validate=_norm_validate)
+define('norm', jvp=_jvp, vjp=_vjp, curvature=_norm_curvature, taylor=_norm_taylor,
+       validate=_norm_validate)
