@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-torch bench-taylor long-run distributed clean
+.PHONY: demo test test-slow lint bench bench-torch bench-taylor long-run distributed clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m slow --runslow tests
+
+# pyflakes' checks (flake8 --select=F honours the noqa of imports made for their
+# registrations) over the package, tests, examples and benchmarks
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check flake8==7.3.0
+	$(BIN)/python -m flake8 --select=F mxgradlayer tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) $(JAX_VENV) build *.egg-info .pytest_cache

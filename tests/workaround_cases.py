@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import mxnet as mx
-from mxnet import autograd, gluon, nd
+from mxnet import gluon, nd
 
 import mxgradlayer as mg
 from mxgradlayer.test_util import (check_grads, check_param_grads, fd_directional,
