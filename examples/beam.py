@@ -16,22 +16,15 @@ deflections are polynomials:
 The relative L2 error against the exact deflection on 201 points is printed, and a PNG
 shows the deflection, the error and the training loss.
 """
-import argparse
 import os
 import sys
-import time
 
 import numpy as np
-import mxnet as mx
-from mxnet import autograd, gluon, nd
+from mxnet import gluon, nd
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import mxgradlayer  # noqa: E402
-
-try:
-    from tqdm import trange
-except ImportError:
-    trange = None
+import _pinn  # noqa: E402
 
 LOAD = 24.0
 # supports: (boundary point, derivative order) pairs that vanish, and the exact deflection
@@ -43,16 +36,6 @@ SUPPORTS = {
     'simply-supported': (((0.0, 0), (0.0, 2), (1.0, 0), (1.0, 2)),
                          lambda x: x ** 4 - 2 * x ** 3 + x),
 }
-
-
-def make_net(width=64, depth=3):
-    net = gluon.nn.HybridSequential()
-    units = 1
-    for _ in range(depth):
-        net.add(gluon.nn.Dense(width, activation='tanh', in_units=units))
-        units = width
-    net.add(gluon.nn.Dense(1, in_units=units))
-    return net
 
 
 class BeamLoss(gluon.HybridBlock):
@@ -89,48 +72,21 @@ def relative_l2(net, exact, n=201):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _pinn.parser(__doc__, 'beam.png', lr=3e-3)
     p.add_argument('--supports', choices=sorted(SUPPORTS), default='cantilever')
-    p.add_argument('--steps', type=int, default=3000)
     p.add_argument('--points', type=int, default=128, help='interior points per step')
-    p.add_argument('--lr', type=float, default=3e-3, help='initial Adam learning rate')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--plot', default='beam.png', help='PNG path ("" for none)')
-    p.add_argument('--no-progress', action='store_true')
     args = p.parse_args(argv)
 
     conditions, exact = SUPPORTS[args.supports]
-    mx.random.seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    net = make_net()
-    net.initialize(mx.init.Xavier())
-    loss_block = BeamLoss(net, conditions)
-    loss_block.hybridize(static_alloc=True, static_shape=True)
-    schedule = mx.lr_scheduler.CosineScheduler(max_update=args.steps, base_lr=args.lr,
-                                               final_lr=args.lr * 1e-2)
-    trainer = gluon.Trainer(net.collect_params(), 'adam',
-                            {'learning_rate': args.lr, 'lr_scheduler': schedule})
+    net = _pinn.make_net(1)
     boundary_x = nd.array([[point] for point, _ in conditions])
-    steps = range(args.steps)
-    if trange is not None and not args.no_progress:
-        steps = trange(args.steps, desc=args.supports, mininterval=0.5)
-    losses = []
-    start = time.perf_counter()
-    for step in steps:
-        x = nd.array(rng.uniform(0, 1, size=(args.points, 1)))
-        with autograd.record():
-            loss = loss_block(x, boundary_x)
-        loss.backward()
-        trainer.step(1)
-        if step % 10 == 0 or step == args.steps - 1:
-            losses.append((step, loss.asscalar()))
-            if hasattr(steps, 'set_postfix') and step % 100 == 0:
-                steps.set_postfix(loss=f'{losses[-1][1]:.2e}')
-    elapsed = time.perf_counter() - start
+    losses, elapsed = _pinn.train(
+        net, BeamLoss(net, conditions),
+        lambda rng: (nd.array(rng.uniform(0, 1, size=(args.points, 1))), boundary_x),
+        args, args.supports)
     err, x, u, ue = relative_l2(net, exact)
     print(f'{args.supports} beam: relative L2 error on 201 points: {err:.2e}  '
-          f'({args.steps} steps in {elapsed:.0f} s, {1e3 * elapsed / args.steps:.1f} ms/step)')
+          f'{_pinn.timing(args, elapsed)}')
     if args.plot:
         import matplotlib
         matplotlib.use('Agg')
@@ -144,10 +100,7 @@ def main(argv=None):
         axes[1].plot(x, u - ue)
         axes[1].set_title(f'error (relative L2 {err:.1e})')
         axes[1].set_xlabel('x')
-        steps_, vals = zip(*losses)
-        axes[2].semilogy(steps_, vals)
-        axes[2].set_title('training loss')
-        axes[2].set_xlabel('step')
+        _pinn.plot_loss(axes[2], losses)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=100)
         print(f'plot written to {args.plot}')
