@@ -42,6 +42,19 @@ def power_coefficient(c, key, s, m, k):
         return coefficient(s, k)
 
     def make():
+        if m == 2:  # sum_j s_j s_(k-j): each cross term once, doubled, the middle squared
+            total = None
+            for j in range(1, (k + 1) // 2):
+                u, v = coefficient(s, j), coefficient(s, k - j)
+                if u is not None and v is not None:
+                    term = c.F.elemwise_mul(u, v)
+                    total = term if total is None else c.F.elemwise_add(total, term)
+            total = None if total is None else total * 2.0
+            mid = coefficient(s, k // 2) if k % 2 == 0 else None
+            if mid is not None:
+                total = c.F.square(mid) if total is None else \
+                    c.F.elemwise_add(total, c.F.square(mid))
+            return total
         total = None
         for j in range(1, k - m + 2):
             u, v = coefficient(s, j), power_coefficient(c, key, s, m - 1, k - j)
@@ -66,10 +79,17 @@ def faa_di_bruno(c, key, s, k, derivative):
         p = power_coefficient(c, key, s, m, k)
         if p is None:
             continue
-        d = c.memo((key, 'taylor-derivative', m), lambda m=m: _over_factorial(derivative(m), m))
+        equal = c.collapsing is not None and len(set(c.collapsing)) == 1
+        # equal weights (the Laplacian's): sum the directions, and fold the weight into
+        # the primal factor, one scalar multiplication of f^(m) in all
+        w = float(c.collapsing[0]) if equal else 1.0
+        d = c.memo((key, 'taylor-derivative', m, w),
+                   lambda m=m: _over_factorial(derivative(m), m, w))
         if d is None:
             continue
-        if c.collapsing is not None:
+        if equal:
+            term = c.F.elemwise_mul(c.sum_directions(p), d)
+        elif c.collapsing is not None:
             term = c.F.elemwise_mul(c.collapse(p, c.collapsing), d)
         else:
             term = c.scale(p, d)
@@ -77,8 +97,9 @@ def faa_di_bruno(c, key, s, k, derivative):
     return total
 
 
-def _over_factorial(d, m):
-    return None if d is None else d * (1.0 / math.factorial(m))
+def _over_factorial(d, m, w=1.0):
+    scale = w / math.factorial(m)
+    return d if d is None or scale == 1.0 else d * scale
 
 
 def _times(F, t, w):
