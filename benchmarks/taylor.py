@@ -365,8 +365,10 @@ def main(argv=None):
                'date': time.strftime('%Y-%m-%d %H:%M')}
     with open(args.out, 'w') as f:
         json.dump({'machine': machine, 'results': rows, 'runs': runs}, f, indent=1)
-    print(json.dumps(machine))
-    print(table(rows))
+    text = json.dumps(machine) + '\n' + table(rows) + '\n'
+    with open(os.path.splitext(args.out)[0] + '.txt', 'w') as f:
+        f.write(text)
+    print(text, end='')
 
 
 if __name__ == '__main__':
