@@ -6,7 +6,7 @@ da*ta + db*tb, the VJP (da*g, db*g) summed back to each operand's shape, and the
 forward-Laplacian curvature daa*S(ta^2) + 2 dab*S(ta tb) + dbb*S(tb^2), where S sums
 the folded directions.  ``None`` partials mean 1 (so addition emits no multiply).  Their
 Taylor terms (``taylor=``): none for the (piecewise) linear ones, Leibniz for products,
-the quotient recurrence for division; powers of a variable exponent have none.
+the quotient recurrence for division, exp(b log a) for powers of a variable exponent.
 """
 import math
 
@@ -158,24 +158,6 @@ def _power_second(F, a, b, ans):
     return daa, dab, dbb
 
 
-# ----- elementwise (same shape) and broadcast binary operators -----
-LINEAR = 'linear'
-for _suffix, _p, _s, _t in (('add', _add_partials, _zero_second, LINEAR),
-                            ('sub', _sub_partials, _zero_second, LINEAR),
-                            ('mul', _mul_partials, _mul_second, _mul_taylor),
-                            ('div', _div_partials, _div_second, _div_taylor)):
-    _binary('elemwise_' + _suffix, _p, _s, taylor=_t)
-    _binary('broadcast_' + _suffix, _p, _s, broadcast=True, taylor=_t)
-_binary('broadcast_plus', _add_partials, _zero_second, broadcast=True, taylor=LINEAR)
-_binary('broadcast_minus', _sub_partials, _zero_second, broadcast=True, taylor=LINEAR)
-_binary('_plus', _add_partials, _zero_second, taylor=LINEAR)
-_binary('_minus', _sub_partials, _zero_second, taylor=LINEAR)
-_binary('_mul', _mul_partials, _mul_second, taylor=_mul_taylor)
-_binary('_div', _div_partials, _div_second, taylor=_div_taylor)
-_binary('broadcast_maximum', _max_partials, _zero_second, broadcast=True, taylor=LINEAR)
-_binary('broadcast_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
-_binary('_maximum', _max_partials, _zero_second, broadcast=True, taylor=LINEAR)
-_binary('_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
 def _power_taylor(c, eqn, a, b, y, sa, sb, sy, k):
     """y = exp(w), w = b log a: with l = log a (a l' = a': m l_m = (m a_m - sum_(0<j<m)
     j l_j a_(m-j)) / a), w_m = b l_m + log(a) b_m + sum_(0<i<m) b_i l_(m-i) and
@@ -220,6 +202,24 @@ def _power_taylor(c, eqn, a, b, y, sa, sb, sy, k):
     return total
 
 
+# ----- elementwise (same shape) and broadcast binary operators -----
+LINEAR = 'linear'
+for _suffix, _p, _s, _t in (('add', _add_partials, _zero_second, LINEAR),
+                            ('sub', _sub_partials, _zero_second, LINEAR),
+                            ('mul', _mul_partials, _mul_second, _mul_taylor),
+                            ('div', _div_partials, _div_second, _div_taylor)):
+    _binary('elemwise_' + _suffix, _p, _s, taylor=_t)
+    _binary('broadcast_' + _suffix, _p, _s, broadcast=True, taylor=_t)
+_binary('broadcast_plus', _add_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('broadcast_minus', _sub_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('_plus', _add_partials, _zero_second, taylor=LINEAR)
+_binary('_minus', _sub_partials, _zero_second, taylor=LINEAR)
+_binary('_mul', _mul_partials, _mul_second, taylor=_mul_taylor)
+_binary('_div', _div_partials, _div_second, taylor=_div_taylor)
+_binary('broadcast_maximum', _max_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('broadcast_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('_maximum', _max_partials, _zero_second, broadcast=True, taylor=LINEAR)
+_binary('_minimum', _min_partials, _zero_second, broadcast=True, taylor=LINEAR)
 for _op in ('broadcast_power', '_power'):
     _binary(_op, _power_partials, _power_second, broadcast=True, taylor=_power_taylor)
 

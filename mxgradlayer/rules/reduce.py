@@ -1,5 +1,6 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE).
-"""Reductions: sum and mean over axes (linear; the VJP broadcasts back)."""
+"""Reductions and normalisations along axes: sum and mean (linear; the VJP broadcasts
+back), max and min (piecewise linear), softmax and log_softmax, the 1- and 2-norm."""
 from ..registry import add, def_linear, def_lowering, define, no_curvature, no_higher_terms
 from ..series import cauchy, coefficient
 
