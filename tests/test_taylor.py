@@ -304,6 +304,26 @@ def test_estimators_have_the_documented_mean_and_variance(hybridize):
     blk = mg.DifferentialOperator(net, 'biharmonic', samples=8, estimator='sparse')
     draws = _draws(blk, x, 5000)
     assert np.allclose(draws.var(0), cases[-1][3] / 8, rtol=0.25)
+    # any operator with constant directions: each order's directions drawn on their own
+    terms = {(0, 0): 2.0, (0, 1): 0.5, (1, 1): 1.0, (2, 2): 3.0, (0, 0, 1, 1): 1.0}
+    exact = mg.DifferentialOperator(net, terms)(x).asnumpy()[:, 0]
+    variance = 0.0
+    for order in (2, 4):
+        group = {t: c for t, c in terms.items() if len(t) == order}
+        Vo, wo = interpolation_directions(group, 3)
+        series = mg.Taylor(net, order=order)(x, nd.array(np.repeat(Vo[:, None], 3, axis=1),
+                                                        dtype='float64'))
+        do = series.asnumpy()[order, :, :, 0]  # (N, B): the directional derivatives
+        variance = variance + len(wo) * (wo ** 2) @ (do ** 2) - (wo @ do) ** 2
+    mx.random.seed(7)
+    blk = mg.DifferentialOperator(net, terms, samples=1, estimator='sparse')
+    if hybridize:
+        blk.hybridize()
+    draws = _draws(blk, x, 20000)
+    assert np.all(np.abs(draws.mean(0) - exact) < 5 * np.sqrt(variance / 20000))
+    assert np.allclose(draws.var(0), variance, rtol=0.25), (draws.var(0), variance)
+    with pytest.raises(ValueError, match="estimator='sparse'"):
+        mg.DifferentialOperator(net, terms, samples=4)
     with pytest.raises(ValueError, match="'dense' or 'sparse'"):
         mg.DifferentialOperator(net, 'laplacian', samples=2, estimator='stde')
     with pytest.raises(ValueError, match='give samples='):

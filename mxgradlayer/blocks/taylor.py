@@ -231,9 +231,11 @@ class DifferentialOperator(DerivativeBlock):
         For ``'weighted_laplacian'``: the constant (n, n) matrix C, or a block that maps
         the network's inputs to C(x) of shape (batch, n, n) (its Parameters train too).
     samples : int, optional
-        For ``'laplacian'`` and ``'biharmonic'``: an unbiased stochastic estimate from
-        this many random directions per sample, drawn anew at every call (seed them with
-        ``mx.random.seed``).  Cost is that of S directions whatever the dimension.
+        An unbiased stochastic estimate from this many random directions per sample (per
+        order of the operator), drawn anew at every call (seed them with
+        ``mx.random.seed``).  Cost is that of S directions whatever the dimension.  Every
+        operator with constant directions takes ``estimator='sparse'``; the dense one
+        covers ``'laplacian'`` and ``'biharmonic'``.
     estimator : {'dense', 'sparse'}, default 'dense'
         How ``samples`` draws its directions (per sample, S draws, H the Hessian, T the
         fourth-derivative tensor, P = grad^2 (Delta u) the Hessian of the Laplacian):
@@ -245,9 +247,11 @@ class DifferentialOperator(DerivativeBlock):
         - ``'sparse'`` (STDE's sparse random jets, Shi et al. 2024): each draw is one of
           the N directions of the exact operator, uniformly, the same directions with
           at most two non-zero entries that the exact sum uses (e_i for the Laplacian,
-          e_i and e_i +- e_j for the biharmonic), weighted N w_k; with the exact
+          e_i and e_i +- e_j for the biharmonic, `interpolation_directions` for ``terms``
+          and the eigenvectors of a constant C), weighted N w_k; with the exact
           operator sum_k w_k d_k, the variance is
-          (N sum_k w_k^2 d_k^2 - (sum_k w_k d_k)^2) / S; for the Laplacian,
+          (N sum_k w_k^2 d_k^2 - (sum_k w_k d_k)^2) / S (summed over the orders of
+          ``terms``, each drawn on its own); for the Laplacian,
           (n sum_i H_ii^2 - (tr H)^2) / S, zero when the diagonal is constant.
 
     Inputs:
@@ -286,13 +290,18 @@ class DifferentialOperator(DerivativeBlock):
         if (terms == 'weighted_laplacian') != (coefficients is not None):
             raise ValueError("coefficients= goes with terms='weighted_laplacian' (and it "
                              "needs them)")
-        if samples is not None:
-            if terms not in ('laplacian', 'biharmonic'):
-                raise ValueError("samples= estimates terms='laplacian' or 'biharmonic'")
-            if not isinstance(samples, (int, np.integer)) or samples < 1:
-                raise ValueError(f'samples must be an int >= 1; got {samples!r}')
         if estimator not in ('dense', 'sparse'):
             raise ValueError(f"estimator must be 'dense' or 'sparse'; got {estimator!r}")
+        if samples is not None:
+            if not isinstance(samples, (int, np.integer)) or samples < 1:
+                raise ValueError(f'samples must be an int >= 1; got {samples!r}')
+            if isinstance(coefficients, mx.gluon.Block):
+                raise ValueError('samples= needs constant directions; coefficients given by '
+                                 'a block C(x) are computed exactly')
+            if estimator == 'dense' and terms not in ('laplacian', 'biharmonic'):
+                raise ValueError("the dense estimator (samples=) covers terms='laplacian' "
+                                 "and 'biharmonic'; for other operators use "
+                                 "estimator='sparse'")
         if estimator != 'dense' and samples is None:
             raise ValueError('estimator= chooses how samples= draws directions; give samples=')
         self._terms, self._samples, self._estimator = terms, samples, estimator
@@ -436,8 +445,12 @@ class DifferentialOperator(DerivativeBlock):
             if width < n:
                 V = F.concat(V, F.zeros(shape=(D, n - width), dtype=dtype),
                              dim=1)
-            jets.append((order, self._fold(F, V, coords, inputs, D, False),
-                         [float(x) * math.factorial(order) for x in w]))
+            weights = [float(x) * math.factorial(order) for x in w]
+            if self._samples is None:
+                jets.append((order, self._fold(F, V, coords, inputs, D, False), weights))
+            else:
+                jets.append((order,) + self._sparse_draws(F, coords, inputs, V, weights,
+                                                          self._samples, dtype))
         return jets
 
     def _compute(self, F, graph, inputs, vectors, params, directions=None):
