@@ -117,3 +117,20 @@ def test_taylor_benchmark_children_agree_on_u4():
         values[method] = out['value']
     assert len(values['taylor']) == taylor_bench.SAMPLE
     assert taylor_bench._difference(values['nested'], values['taylor']) < 1e-5
+
+
+def test_defaults_benchmark_runs_both_import_orders():
+    import mxgradlayer as mg
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'defaults.py'),
+                          '--steps', '3', '--repeat', '1'],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and 'mxnet first' in lines[0] and 'mxgradlayer first' in lines[1]
+    assert 'MXNET_USE_OPERATOR_TUNING=None' in lines[0]
+    tuning = mg._small_machine_settings(mg._usable_cores()).get('MXNET_USE_OPERATOR_TUNING')
+    assert f'MXNET_USE_OPERATOR_TUNING={tuning}' in lines[1]
+    for line in lines:
+        times = dict(kv.rsplit('=', 1) for kv in line.split('\t')[1].replace(' plain', '_plain')
+                     .replace(' layer', '_layer').split())
+        assert len(times) == 6 and all(float(t) > 0 for t in times.values())
