@@ -95,6 +95,34 @@ def sine_mode(X, Y):
     return np.sin(np.pi * X) * np.sin(np.pi * Y)
 
 
+def sine_mode_at(F, points):
+    """sin(pi x) sin(pi y) of (B, 2) points inside a loss block: (B, 1)."""
+    xs = F.slice_axis(points, axis=1, begin=0, end=1)
+    ys = F.slice_axis(points, axis=1, begin=1, end=2)
+    return F.sin(np.pi * xs) * F.sin(np.pi * ys)
+
+
+def solve_on_square(argv, doc, plot, make_loss, name, desc, interior):
+    """The whole run of an equation on the unit square whose exact solution is
+    `sine_mode`: options (--interior, --boundary besides `parser`'s), the MLP 2-64-64-64-1,
+    training ``make_loss(net)`` on interior and boundary points, the relative L2 error on
+    a 101 x 101 grid, printed, and the figure.  Returns the error."""
+    p = parser(doc, plot)
+    p.add_argument('--interior', type=int, default=interior, help='interior points per step')
+    p.add_argument('--boundary', type=int, default=256, help='boundary points per step')
+    args = p.parse_args(argv)
+
+    net = make_net(2)
+    losses, elapsed = train(net, make_loss(net),
+                            lambda rng: (square_points(rng, args.interior),
+                                         boundary_points(rng, args.boundary)), args, desc)
+    err, X, Y, u, exact = relative_l2_on_square(net)
+    print(f'relative L2 error on a 101 x 101 grid: {err:.2e}  {timing(args, elapsed)}')
+    if args.plot:
+        plot_square(args.plot, name, X, Y, u, exact, err, losses)
+    return err
+
+
 def relative_l2_on_square(net, exact=sine_mode, n=101):
     """||u - exact|| / ||exact|| on an n x n grid; also the grid, u and the exact values."""
     g = np.linspace(0, 1, n)

@@ -37,9 +37,7 @@ class PlateLoss(gluon.HybridBlock):
             self.laplacian = mxgradlayer.DifferentialOperator(w, 'laplacian')
 
     def hybrid_forward(self, F, x_in, x_bd):
-        xs = F.slice_axis(x_in, axis=1, begin=0, end=1)
-        ys = F.slice_axis(x_in, axis=1, begin=1, end=2)
-        shape = F.sin(np.pi * xs) * F.sin(np.pi * ys)
+        shape = _pinn.sine_mode_at(F, x_in)
         interior = F.mean(F.square(self.biharmonic(x_in) / LOAD - shape))
         boundary = (F.mean(F.square(self.w(x_bd)))
                     + F.mean(F.square(self.laplacian(x_bd) / (2 * np.pi ** 2))))
@@ -47,21 +45,8 @@ class PlateLoss(gluon.HybridBlock):
 
 
 def main(argv=None):
-    p = _pinn.parser(__doc__, 'biharmonic_plate.png')
-    p.add_argument('--interior', type=int, default=512, help='interior points per step')
-    p.add_argument('--boundary', type=int, default=256, help='boundary points per step')
-    args = p.parse_args(argv)
-
-    net = _pinn.make_net(2)
-    losses, elapsed = _pinn.train(
-        net, PlateLoss(net), lambda rng: (_pinn.square_points(rng, args.interior),
-                                          _pinn.boundary_points(rng, args.boundary)),
-        args, 'plate')
-    err, X, Y, w, exact = _pinn.relative_l2_on_square(net)
-    print(f'relative L2 error on a 101 x 101 grid: {err:.2e}  {_pinn.timing(args, elapsed)}')
-    if args.plot:
-        _pinn.plot_square(args.plot, 'w', X, Y, w, exact, err, losses)
-    return err
+    return _pinn.solve_on_square(argv, __doc__, 'biharmonic_plate.png', PlateLoss, 'w', 'plate',
+                                 interior=512)
 
 
 if __name__ == '__main__':

@@ -31,30 +31,15 @@ class PoissonLoss(gluon.HybridBlock):
             self.lap = mxgradlayer.Laplacian(u)
 
     def hybrid_forward(self, F, x_in, x_bd):
-        xs = F.slice_axis(x_in, axis=1, begin=0, end=1)
-        ys = F.slice_axis(x_in, axis=1, begin=1, end=2)
-        f = 2 * np.pi ** 2 * F.sin(np.pi * xs) * F.sin(np.pi * ys)
+        f = 2 * np.pi ** 2 * _pinn.sine_mode_at(F, x_in)
         interior = F.mean(F.square(-self.lap(x_in) - f))
         boundary = F.mean(F.square(self.u(x_bd)))
         return interior + self._weight * boundary
 
 
 def main(argv=None):
-    p = _pinn.parser(__doc__, 'poisson2d.png')
-    p.add_argument('--interior', type=int, default=1024, help='interior points per step')
-    p.add_argument('--boundary', type=int, default=256, help='boundary points per step')
-    args = p.parse_args(argv)
-
-    net = _pinn.make_net(2)
-    losses, elapsed = _pinn.train(
-        net, PoissonLoss(net), lambda rng: (_pinn.square_points(rng, args.interior),
-                                            _pinn.boundary_points(rng, args.boundary)),
-        args, 'poisson')
-    err, X, Y, u, exact = _pinn.relative_l2_on_square(net)
-    print(f'relative L2 error on a 101 x 101 grid: {err:.2e}  {_pinn.timing(args, elapsed)}')
-    if args.plot:
-        _pinn.plot_square(args.plot, 'u', X, Y, u, exact, err, losses)
-    return err
+    return _pinn.solve_on_square(argv, __doc__, 'poisson2d.png', PoissonLoss, 'u', 'poisson',
+                                 interior=1024)
 
 
 if __name__ == '__main__':
