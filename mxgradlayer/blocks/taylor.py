@@ -182,6 +182,14 @@ def interpolation_directions(terms, n):
 
 
 # ----- the operator block -----
+def _drawn_zeros(F, like, S):
+    """Zeros shaped like ``like`` (B, m) for S draws per sample: (S*B, m), draw-major,
+    the layout random directions are drawn in."""
+    zeros = F.zeros_like(like)
+    return F.concat(*([zeros] * S), dim=0) if S > 1 else zeros
+
+
+
 _NAMED = ('laplacian', 'biharmonic', 'weighted_laplacian')
 
 
@@ -374,8 +382,7 @@ class DifferentialOperator(DerivativeBlock):
         floats per direction (collapsed), or a (S*B, 1) array per drawn direction."""
         S = self._samples
         if S is not None and self._estimator == 'dense':
-            zeros = F.zeros_like(self._flat_inputs(F, coords, inputs))
-            zeros = F.concat(*([zeros] * S), dim=0) if S > 1 else zeros
+            zeros = _drawn_zeros(F, self._flat_inputs(F, coords, inputs), S)
             with mx.autograd.pause():
                 if self._terms == 'laplacian':
                     V = F.sign(F.random.uniform_like(zeros, low=-1.0, high=1.0))
@@ -408,8 +415,7 @@ class DifferentialOperator(DerivativeBlock):
         (N, n), each weighted N w_k / S; folded directions and the (S*B, 1) weights."""
         N = len(weights)
         first = F.slice_axis(self._flat_inputs(F, coords, inputs), axis=1, begin=0, end=1)
-        zeros = F.zeros_like(first)
-        zeros = F.concat(*([zeros] * S), dim=0) if S > 1 else zeros
+        zeros = _drawn_zeros(F, first, S)
         with mx.autograd.pause():
             k = F.clip(F.floor(F.random.uniform_like(zeros) * N), 0, N - 1)
             pick = F.one_hot(F.reshape(k, shape=(-1,)), depth=N, dtype=dtype)  # (S*B, N)
