@@ -114,10 +114,29 @@ def test_gradient_penalty_parameter_gradients(name):
     check_param_grads(block, [x], loss=penalty)
 
 
-def test_batchnorm_training_mode_is_the_total_derivative():
-    net = _ready(_seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(1)),
-                 array((4, 3), seed=2))
-    x = array((4, 3), seed=3)
+def _bn_dense():
+    return _seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(1)), (4, 3)
+
+
+def _bn_conv2d():
+    """BatchNorm(axis=1) of (N, C, H, W), with gamma, and a residual-style sum after it."""
+    return _seq(nn.Conv2D(3, 3, padding=1, activation='tanh'), nn.BatchNorm(center=True),
+                nn.Conv2D(2, 1), nn.BatchNorm(scale=False), nn.Activation('softrelu'),
+                nn.GlobalAvgPool2D(), nn.Dense(1)), (3, 2, 5, 4)
+
+
+def _bn_conv1d():
+    return _seq(nn.Conv1D(3, 3, activation='tanh'), nn.BatchNorm(), nn.Dense(1)), (4, 2, 6)
+
+
+_BN_NETS = {'dense': _bn_dense, 'conv2d': _bn_conv2d, 'conv1d': _bn_conv1d}
+
+
+@pytest.mark.parametrize('layout', sorted(_BN_NETS))
+def test_batchnorm_training_mode_is_the_total_derivative(layout):
+    net, shape = _BN_NETS[layout]()
+    net = _ready(net, array(shape, seed=2))
+    x = array(shape, seed=3)
     stats = [p for n, p in net.collect_params().items() if n.endswith('running_mean')][0]
 
     def f(z):  # the training-mode value, batch statistics
@@ -143,11 +162,11 @@ def test_batchnorm_training_mode_is_the_total_derivative():
         grad = mg.InputGradient(net)(x)
     eps = 1e-6
     ref = np.zeros(x.shape)
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            d = nd.zeros_like(x)
-            d[i, j] = eps
-            ref[i, j] = (f(x + d) - f(x - d)).asscalar() / (2 * eps)
+    for index in np.ndindex(*x.shape):
+        d = np.zeros(x.shape)
+        d[index] = eps
+        d = nd.array(d, dtype='float64')
+        ref[index] = (f(x + d) - f(x - d)).asscalar() / (2 * eps)
     assert relative_error(grad.asnumpy(), ref) < 1e-6
     # second order in training: HVP against differences of the training-mode gradient
     v = array(x.shape, seed=16)
@@ -157,16 +176,17 @@ def test_batchnorm_training_mode_is_the_total_derivative():
         hv_ref = ((ig(x + eps * v) - ig(x - eps * v)) / (2 * eps)).asnumpy()
     assert relative_error(hv, hv_ref) < 1e-6
     # inference: running statistics, a per-sample map, so per-sample blocks work
-    assert mg.Jacobian(net)(x).shape == (4, 1, 3)
+    assert mg.Jacobian(net)(x).shape == (shape[0], 1) + shape[1:]
     with autograd.record():
         with pytest.raises(SampleCouplingError, match='batch'):
             mg.Jacobian(net)(x)
 
 
-def test_batchnorm_hybridized_follows_the_mode():
-    net = _ready(_seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(1)),
-                 array((4, 3), seed=2))
-    x = array((4, 3), seed=3)
+@pytest.mark.parametrize('layout', sorted(_BN_NETS))
+def test_batchnorm_hybridized_follows_the_mode(layout):
+    net, shape = _BN_NETS[layout]()
+    net = _ready(net, array(shape, seed=2))
+    x = array(shape, seed=3)
     plain = mg.InputGradient(net)
     hybrid = mg.InputGradient(net)
     hybrid.hybridize()
@@ -405,12 +425,13 @@ class _GradientPenalty(gluon.HybridBlock):
         return F.sum(F.square(self.grad(x)))
 
 
-def test_batchnorm_inside_a_hybridized_parent_follows_the_mode_at_run_time():
+@pytest.mark.parametrize('layout', sorted(_BN_NETS))
+def test_batchnorm_inside_a_hybridized_parent_follows_the_mode_at_run_time(layout):
     """The parent's graph is compiled once, in whichever mode it was first called; the
     gradient inside it still uses batch statistics in training and running ones outside."""
-    net = _ready(_seq(nn.Dense(5, activation='tanh'), nn.BatchNorm(), nn.Dense(1)),
-                 array((4, 3), seed=2))
-    x = array((4, 3), seed=3)
+    net, shape = _BN_NETS[layout]()
+    net = _ready(net, array(shape, seed=2))
+    x = array(shape, seed=3)
     for first_in_training in (True, False):
         plain, parent = _GradientPenalty(net), _GradientPenalty(net)
         parent.hybridize(static_alloc=True)
@@ -424,3 +445,29 @@ def test_batchnorm_inside_a_hybridized_parent_follows_the_mode_at_run_time():
     with autograd.record(train_mode=False):
         inference_value = plain(x)
     assert relative_error(training_value.asnumpy(), inference_value.asnumpy()) > 1e-3
+
+
+@pytest.mark.parametrize('shape,axis', [((3, 4, 2), 1), ((2, 3, 4, 5), 1), ((2, 3, 2, 3, 2), 1),
+                                        ((5, 4), 1), ((2, 3, 4, 5), -1)])
+@pytest.mark.parametrize('scale', [True, False])
+def test_batchnorm_lowering_computes_what_mxnet_computes_in_training(shape, axis, scale):
+    """Batch statistics (axis 1 of rank > 2 by matrix products, otherwise by broadcasts)
+    against MXNet's own kernel in float32, imperative and hybridized, with a mean far
+    from zero so that a one-pass variance would lose digits."""
+    net = _seq(nn.BatchNorm(axis=axis, scale=scale, epsilon=1e-3))
+    net.initialize()
+    rng = np.random.default_rng(7)
+    channels = shape[axis]
+    for name, p in net.collect_params().items():
+        low, high = (0.5, 2.0) if name.endswith(('var', 'gamma')) else (-0.5, 0.5)
+        p.set_data(nd.array(rng.uniform(low, high, channels)))
+    x = nd.array(30.0 + rng.normal(size=shape), dtype='float32')
+    for hybridize in (False, True):
+        lowered = exact_primal(net)
+        if hybridize:
+            lowered.hybridize()
+        for training in (True, False):
+            with autograd.record(train_mode=training):
+                got, ref = lowered(x).asnumpy(), net(x).asnumpy()
+            assert np.max(np.abs(got - ref)) < 2e-5 * max(np.max(np.abs(ref)), 1.0), \
+                (hybridize, training)
