@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench bench-torch bench-taylor long-run distributed clean
+.PHONY: demo test test-slow lint bench bench-torch bench-peers bench-taylor long-run distributed clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -32,23 +32,30 @@ clean:
 	rm -rf $(VENV) $(JAX_VENV) build *.egg-info .pytest_cache
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py --threads 2
+	$(BIN)/python benchmarks/run.py
 
 # PyTorch side by side: torch is installed into .venv for benchmarking only
 bench-torch: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python benchmarks/run.py --threads 2 --torch --repeat 3
+	$(BIN)/python benchmarks/run.py --torch --repeat 3
 
-# Taylor mode against nesting, PyTorch and jax.experimental.jet: torch goes into .venv,
-# JAX (which needs NumPy 2, against MXNet's NumPy < 1.24) into a virtual environment of its
-# own; both for benchmarking only
+# JAX, and folx's forward Laplacian: JAX needs NumPy 2 (MXNet NumPy < 1.24), so they get a
+# virtual environment of their own; for benchmarking only, never dependencies
 JAX_VENV := .venv-jax
-$(JAX_VENV)/.installed:
+JAX_STAMP := $(JAX_VENV)/.installed-jax-0.10.2-folx-0.2.30
+$(JAX_STAMP):
 	$(PYTHON) -m venv $(JAX_VENV)
-	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'jax[cpu]==0.10.2'
+	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		'jax[cpu]==0.10.2' folx==0.2.30
 	touch $@
 
-bench-taylor: $(STAMP) $(JAX_VENV)/.installed
+# every workload, MXNet, PyTorch and JAX/folx side by side in one run, three repeats
+bench-peers: $(STAMP) $(JAX_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python benchmarks/run.py --torch --jax-python $(JAX_VENV)/bin/python --repeat 3
+
+# Taylor mode against nesting, PyTorch and jax.experimental.jet
+bench-taylor: $(STAMP) $(JAX_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python benchmarks/taylor.py --threads 2 --repeat 3 --jax-python $(JAX_VENV)/bin/python
 

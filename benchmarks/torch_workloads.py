@@ -7,34 +7,43 @@ import math
 
 import torch
 
-torch.manual_seed(0)
+import data
+
+ACTIVATIONS = {'tanh': torch.nn.Tanh, 'sigmoid': torch.nn.Sigmoid}
 
 
 def mlp(widths, act, d):
+    """The MLP with benchmarks/data.py's weights (MXNet and JAX use the same)."""
     layers, units = [], d
     for i, w in enumerate(widths):
         layers.append(torch.nn.Linear(units, w))
         if i < len(widths) - 1:
-            layers.append(act())
+            layers.append(ACTIVATIONS[act]())
         units = w
+    linears = [m for m in layers if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer, (W, b) in zip(linears, data.mlp_weights(widths, d)):
+            layer.weight.copy_(torch.from_numpy(W))
+            layer.bias.copy_(torch.from_numpy(b))
     return torch.nn.Sequential(*layers)
 
 
 def _train_step(params, loss_fn):
     opt = torch.optim.Adam(params, lr=1e-3)
 
-    def step():
+    def step(report=False):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
         loss.backward()
         opt.step()
+        return float(loss.item()) if report else None
     return step
 
 
 def w1(method):
-    g = mlp([32, 32, 1], torch.nn.Sigmoid, 1)
-    u = lambda x: x * g(x) + 1
-    x0 = torch.rand(64, 1) * 2 - 1
+    g = mlp(*data.W1_NET)
+    u = lambda x: x * g(x) + 1  # noqa: E731
+    x0 = torch.from_numpy(data.w1_points())
 
     def loss():
         if method == 'plain':
@@ -63,8 +72,8 @@ def _f(x):
 
 
 def w2(method):
-    net = mlp([64, 64, 64, 1], torch.nn.Tanh, 2)
-    a, b = torch.rand(4096, 2), torch.rand(512, 2)
+    net = mlp(*data.W2_NET)
+    a, b = (torch.from_numpy(p) for p in data.w2_points())
 
     def loss():
         if method == 'plain':
@@ -74,8 +83,8 @@ def w2(method):
 
 
 def laplacian_cost(method, d):
-    net = mlp([64, 64, 64, 1], torch.nn.Tanh, d)
-    x = torch.rand(1024, d)
+    net = mlp(*data.lap_net(d))
+    x = torch.from_numpy(data.lap_points(d))
 
     def loss():
         if method == 'plain':
@@ -85,17 +94,19 @@ def laplacian_cost(method, d):
 
 
 def w3(method):
-    net = mlp([256, 256, 1], torch.nn.Tanh, 100)
-    x0, v = torch.randn(256, 100), torch.randn(256, 100)
+    net = mlp(*data.W3_NET)
+    x0, v = (torch.from_numpy(p) for p in data.w3_points())
 
-    def step():
+    def step(report=False):
         if method == 'plain':
             net.zero_grad(set_to_none=True)
-            net(x0).sum().backward()
-            return
+            y = net(x0).sum()
+            y.backward()
+            return float(y.item()) if report else None
         x = x0.clone().requires_grad_(True)
         g, = torch.autograd.grad(net(x).sum(), x, create_graph=True)
-        torch.autograd.grad((g * v).sum(), x)
+        hv, = torch.autograd.grad((g * v).sum(), x)
+        return float(hv.sum().item()) if report else None
     return step
 
 

@@ -4,24 +4,32 @@
 Every workload is hybridized (static_alloc, static_shape) and float32, as people train.
 A "step" is forward, backward and an Adam update, and ends with ``nd.waitall()`` so that
 MXNet's asynchronous engine has finished all the work being timed, the update included.
+``step(report=True)`` also returns the loss (W3: the sum of the result) as a float, which
+the runner takes once, before the first update, to compare with the peers' (the same
+weights and points give the same number).
 """
 import numpy as np
-import mxnet as mx
-from mxnet import autograd, gluon, nd
 
-import mxgradlayer as mg
+import mxgradlayer as mg  # before mxnet, as the README advises: its small-machine settings
+from mxnet import autograd, gluon, nd  # noqa: E402
+
+import data  # noqa: E402
 
 FLAGS = dict(static_alloc=True, static_shape=True)
 
 
 def mlp(widths, activation, in_units):
+    """The MLP with benchmarks/data.py's weights (PyTorch and JAX use the same)."""
     net = gluon.nn.HybridSequential()
     units = in_units
     for i, w in enumerate(widths):
         net.add(gluon.nn.Dense(w, activation=activation if i < len(widths) - 1 else None,
                                in_units=units))
         units = w
-    net.initialize(mx.init.Xavier())
+    net.initialize()
+    for layer, (W, b) in zip(net, data.mlp_weights(widths, in_units)):
+        layer.weight.set_data(nd.array(W))
+        layer.bias.set_data(nd.array(b))
     return net
 
 
@@ -41,13 +49,14 @@ def _step(loss_block, params, args):
     loss_block.hybridize(**FLAGS)
     trainer = gluon.Trainer(params, 'adam', {'learning_rate': 1e-3})
 
-    def step():
+    def step(report=False):
         with autograd.record():
             loss = loss_block(*args)
         loss.backward()
         # a loss on derivatives alone leaves the last bias without gradient
         trainer.step(1, ignore_stale_grad=True)
         nd.waitall()  # the parameter update too, or the next step would pay for it
+        return float(loss.asscalar()) if report else None
     return step
 
 
@@ -57,7 +66,7 @@ class Seed(gluon.HybridBlock):
     def __init__(self):
         super().__init__()
         with self.name_scope():
-            self.g = mlp([32, 32, 1], 'sigmoid', 1)
+            self.g = mlp(*data.W1_NET)
 
     def hybrid_forward(self, F, x):
         return x * self.g(x) + 1
@@ -66,7 +75,7 @@ class Seed(gluon.HybridBlock):
 def w1(method):
     """The seed ODE: loss on du/dx, batch 64."""
     u = Seed()
-    x = nd.random.uniform(-1, 1, shape=(64, 1))
+    x = nd.array(data.w1_points())
     if method == 'plain':
         blk = Loss(lambda s, F, x: F.mean(F.square(s.u(x) - F.square(x) - 1)), u=u)
     elif method == 'layer':
@@ -85,9 +94,8 @@ def _poisson_f(F, x):
 
 def w2(method, interior=4096, boundary=512):
     """The 2-D Poisson PINN: loss on the Laplacian, 4096 interior + 512 boundary points."""
-    net = mlp([64, 64, 64, 1], 'tanh', 2)
-    x_in = nd.random.uniform(0, 1, shape=(interior, 2))
-    x_bd = nd.random.uniform(0, 1, shape=(boundary, 2))
+    net = mlp(*data.W2_NET)
+    x_in, x_bd = (nd.array(a) for a in data.w2_points(interior, boundary))
     if method == 'plain':  # the same network and points, a plain regression loss
         blk = Loss(lambda s, F, a, b: F.mean(F.square(s.u(a) - _poisson_f(F, a)))
                    + F.mean(F.square(s.u(b))), u=net)
@@ -111,8 +119,8 @@ def w2(method, interior=4096, boundary=512):
 
 def laplacian_cost(method, d, batch=1024):
     """A step whose loss is the Laplacian of an MLP d -> 64 -> 64 -> 64 -> 1."""
-    net = mlp([64, 64, 64, 1], 'tanh', d)
-    x = nd.random.uniform(0, 1, shape=(batch, d))
+    net = mlp(*data.lap_net(d))
+    x = nd.array(data.lap_points(d, batch))
     if method == 'plain':
         blk = Loss(lambda s, F, a: F.mean(F.square(s.u(a))), u=net)
     else:
@@ -123,23 +131,25 @@ def laplacian_cost(method, d, batch=1024):
 def w3(method):
     """Hessian-vector product of an MLP 100 -> 256 -> 256 -> 1 (tanh), batch 256, against
     one forward and backward pass of the network (no update)."""
-    net = mlp([256, 256, 1], 'tanh', 100)
+    net = mlp(*data.W3_NET)
     net.hybridize(**FLAGS)
-    x = nd.random.normal(shape=(256, 100))
-    v = nd.random.normal(shape=(256, 100))
+    x, v = (nd.array(a) for a in data.w3_points())
     if method == 'plain':
-        def step():
+        def step(report=False):
             with autograd.record():
                 y = net(x)
             y.backward()
             nd.waitall()
+            return float(y.sum().asscalar()) if report else None
         return step
     hvp = mg.HVP(net, mode='fwd_rev' if method == 'layer' else 'rev_rev')
     hvp.hybridize(**FLAGS)
 
-    def step():
-        hvp(x, v).wait_to_read()
+    def step(report=False):
+        hv = hvp(x, v)
+        hv.wait_to_read()
         nd.waitall()
+        return float(hv.sum().asscalar()) if report else None
     return step
 
 

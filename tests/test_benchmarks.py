@@ -49,6 +49,30 @@ def test_side_by_side_pairs_runs_of_the_same_repeat():
     assert '0.75 0.40 1.50   median 0.75' in text
 
 
+def test_each_peer_is_paired_with_its_own_method():
+    runs = _synthetic() + [_run('jax', 'W2', 'layer', rep, m)
+                           for rep, m in enumerate([60, 40, 45])]
+    assert run.side_ratios(runs, 'W2', 'jax') == [0.5, 0.5, 2.0]
+    assert run.side_ratios(runs, 'W2', 'jax', 'hessian_trace') == []
+    text = run.side_by_side(runs)
+    assert 'mxnet layer step / jax layer step' in text and '0.50 0.50 2.00' in text
+    lines = run.targets(run.combine(runs), runs).splitlines()
+    folx = next(ln for ln in lines if ln.strip().startswith('W2 step, mxnet / folx'))
+    assert ' 0.50 ' in folx and folx.endswith(' met')
+
+
+def test_value_differences_compare_each_peer_with_mxnet():
+    runs = [dict(_run('mxnet', 'W2', 'layer', 0, 10), value=2.0),
+            dict(_run('torch', 'W2', 'layer', 0, 10), value=2.0 * (1 + 1e-3)),
+            dict(_run('jax', 'W2', 'layer', 0, 10), value=2.0),
+            dict(_run('jax', 'W2', 'layer', 1, 10), value=5.0),  # not the first: ignored
+            dict(_run('jax', 'W2', 'hessian_trace', 0, 10), value=1.0)]  # no mxnet twin
+    lines = run.value_differences(runs).splitlines()[1:]
+    assert len(lines) == 2
+    assert next(ln for ln in lines if ' torch ' in ln).endswith('1.0e-03')
+    assert next(ln for ln in lines if ' jax ' in ln).endswith('0.0e+00')
+
+
 def test_targets_report_met_missed_and_unmeasured():
     runs = _synthetic()
     lines = run.targets(run.combine(runs), runs).splitlines()
@@ -64,6 +88,7 @@ def test_targets_report_met_missed_and_unmeasured():
 def test_workload_tables_are_read_without_importing_the_frameworks():
     assert run.workload_methods('mxnet')['W2'][0] == 'plain'
     assert 'layer' in run.workload_methods('torch')['W2']
+    assert run.workload_methods('jax')['LAP32'] == ['plain', 'layer']
 
 
 def test_runner_measures_w1_in_child_processes(tmp_path):
@@ -73,13 +98,14 @@ def test_runner_measures_w1_in_child_processes(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads(out.read_text())
-    assert data['machine']['OMP_NUM_THREADS'] == 2
-    assert data['machine']['MXNET_USE_OPERATOR_TUNING'] == '0'
+    # MXNet's defaults: no thread or tuning variable set for the children
+    assert data['machine']['environment'] == 'defaults' and data['machine']['set'] == {}
     rows = {r['method']: r for r in data['results']}
     assert set(rows) == {'plain', 'layer', 'fd'}
     for m, r in rows.items():
         assert 0 < r['min_ms'] <= r['median_ms'] and r['steps'] >= 20
         assert ('interleaved_ratio' in r) == (m != 'plain')
+        assert r['value'] > 0 and r['version'] == 'mxnet 1.9.1'  # the loss before training
     w1 = [ln for ln in res.stdout.splitlines() if ln.strip().startswith('W1 overhead')][0]
     assert f"{rows['layer']['interleaved_ratio']:6.2f}" in w1
 
