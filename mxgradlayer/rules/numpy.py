@@ -243,3 +243,112 @@ def _np_dot(F, eqn, xs, options):
 
 _lower('_npi_matmul', _matmul, 'as dot (2-D) or batch_dot (3-D)')
 _lower('_np_dot', _np_dot, 'as dot, for b of rank 1 or 2')
+
+
+# ----- einsum: sums over single-operand indices, then pairwise batch_dot contractions -----
+def _einsum_terms(subscripts, count):
+    """(input index strings, output string) of an einsum without '...' and without an
+    index repeated within one operand (a diagonal), or None."""
+    subscripts = subscripts.replace(' ', '')
+    if '...' in subscripts:
+        return None
+    if '->' in subscripts:
+        ins, out = subscripts.split('->')
+    else:  # NumPy's implicit output: the indices that appear once, in order
+        ins = subscripts
+        letters = ins.replace(',', '')
+        out = ''.join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    terms = ins.split(',')
+    if len(terms) != count or any(len(set(t)) != len(t) for t in terms + [out]):
+        return None
+    return terms, out
+
+
+class _Reshaper:
+    """Legacy reshapes between index groups of known sizes, where a batch-dependent
+    size (None) may appear once per shape, as -1."""
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+
+    def merged(self, groups):
+        shape = []
+        for group in groups:
+            size = 1
+            for c in group:
+                if self.sizes[c] is None:
+                    size = None
+                    break
+                size *= self.sizes[c]
+            shape.append(size)
+        return self._codes(shape)
+
+    def split(self, letters):
+        return self._codes([self.sizes[c] for c in letters])
+
+    @staticmethod
+    def _codes(shape):
+        if shape.count(None) > 1:
+            raise _Kept()
+        return tuple(-1 if d is None else d for d in shape)
+
+
+class _Kept(Exception):
+    """This einsum has no lowering: the node stays, and is refused by name."""
+
+
+def _einsum_contract(F, reshape, a, la, b, lb, keep):
+    """batch_dot of two operands: shared indices that stay are the batch, shared ones
+    that do not are contracted, the others are each side's free indices."""
+    batch = [c for c in la if c in lb and c in keep]
+    contracted = [c for c in la if c in lb and c not in keep]
+    free_a = [c for c in la if c not in lb]
+    free_b = [c for c in lb if c not in la]
+
+    def arranged(x, letters, order):
+        perm = [letters.index(c) for c in order]
+        return x if perm == list(range(len(perm))) else F.transpose(x, axes=tuple(perm))
+    a3 = F.reshape(arranged(a, la, batch + free_a + contracted),
+                   shape=reshape.merged([batch, free_a, contracted]))
+    b3 = F.reshape(arranged(b, lb, batch + contracted + free_b),
+                   shape=reshape.merged([batch, contracted, free_b]))
+    letters = batch + free_a + free_b
+    shape = reshape.split(letters) or (1,)  # (legacy arrays have an axis at least)
+    return F.reshape(F.batch_dot(a3, b3), shape=shape), ''.join(letters)
+
+
+def _einsum(F, eqn, xs, options):
+    parsed = _einsum_terms(str(eqn.attrs.get('subscripts', '')), len(xs))
+    if parsed is None:
+        return None
+    terms, out = parsed
+    sizes = {}
+    for term, shape in zip(terms, eqn.in_shapes):
+        if len(term) != len(shape):
+            return None
+        for c, d in zip(term, shape):
+            sizes[c] = d
+    reshape = _Reshaper(sizes)
+    try:
+        operands = []
+        for i, (x, term) in enumerate(zip(xs, terms)):
+            elsewhere = set(out).union(*[set(t) for j, t in enumerate(terms) if j != i])
+            alone = [k for k, c in enumerate(term) if c not in elsewhere]
+            if alone:  # an index of this operand alone, summed out first
+                x = F.sum(x, axis=tuple(alone))
+                term = ''.join(c for c in term if c in elsewhere)
+            operands.append((x, term))
+        acc, letters = operands[0]
+        for i in range(1, len(operands)):  # (what is left is in the output)
+            keep = set(out).union(*[set(t) for _, t in operands[i + 1:]])
+            acc, letters = _einsum_contract(F, reshape, acc, letters, *operands[i], keep)
+    except _Kept:
+        return None
+    if not out:
+        return [F.reshape(acc, shape=(1,))]
+    perm = [letters.index(c) for c in out]
+    return [acc if perm == list(range(len(perm))) else F.transpose(acc, axes=tuple(perm))]
+
+
+_lower('_npi_einsum', _einsum,
+       "as sums, transposes and batch_dot (no '...', no index repeated within an operand)")
