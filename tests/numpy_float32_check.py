@@ -2,7 +2,8 @@
 (tests/test_numpy_mode.py): a real-shaped residual network written as Dive into Deep
 Learning writes it (3 input channels, 16 and 32 filters, BatchNorm, residual additions,
 global pooling) and a PINN-sized MLP, through InputGradient, Laplacian, HVP and a
-training step, against their float64 twins; imperative and hybridized."""
+training step, against their float64 twins; imperative and hybridized; and a
+self-attention block written with np.einsum over a convolution's positions."""
 import json
 
 import numpy as onp
@@ -27,7 +28,28 @@ def mlp():
     return net
 
 
-SHAPES = {resnet: (3, 16, 16), mlp: (2,)}
+class Attention(nn.HybridBlock):
+    """Self-attention over a convolution's positions, written with np.einsum (SAGAN's
+    block): scores between every pair of positions, a softmax, the weighted features."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = nn.Conv2D(16, 3, padding=1)
+        self.norm = nn.BatchNorm()
+        self.head = nn.Dense(1)
+
+    def hybrid_forward(self, F, x):
+        f = F.npx.reshape(F.np.tanh(self.norm(self.conv(x))), (-2, -2, -1))  # (B, C, HW)
+        scores = F.np.einsum('bcq,bck->bqk', f, f) * 0.25
+        mixed = F.np.einsum('bqk,bck->bcq', F.npx.softmax(scores, axis=-1), f) + f
+        return self.head(F.np.mean(mixed, axis=2))
+
+
+def attention():
+    return Attention()
+
+
+SHAPES = {resnet: (3, 16, 16), mlp: (2,), attention: (3, 8, 8)}
 
 
 def twins(make):
@@ -50,7 +72,7 @@ def rel(a, b):
 def main():
     rng = onp.random.default_rng(0)
     worst = {}
-    for make in (resnet, mlp):
+    for make in (resnet, mlp, attention):
         f32, f64 = twins(make)
         x = rng.uniform(-1, 1, (4,) + SHAPES[make])
         v = rng.standard_normal(x.shape)

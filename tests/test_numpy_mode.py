@@ -394,7 +394,8 @@ def test_legacy_networks_unchanged_in_the_same_process():
 
 def test_float32_onednn_real_shaped_numpy_networks():
     """float32 with oneDNN on (its own process): a residual network with 3 input
-    channels, 16 filters, BatchNorm and global pooling, against its float64 twin."""
+    channels, 16 filters, BatchNorm and global pooling, a PINN MLP, and a self-attention
+    block written with np.einsum over a convolution's positions, against float64 twins."""
     result = result_of(run_script('numpy_float32_check.py'))
     for name, err in result.items():
         assert err < 2e-4, (name, err)
