@@ -264,7 +264,7 @@ def targets(results, runs):
             lines.append(f'  {name:46s} not measured in this run')
             continue
         verdict = 'met' if value <= limit else 'MISSED'
-        lines.append(f'  {name:46s} {value:6.2f}  (<= {limit:g})  {verdict}')
+        lines.append(f'  {name:46s} {value:7.3f}  (<= {limit:g})  {verdict}')
     return '\n'.join(lines)
 
 
@@ -378,7 +378,9 @@ def main(argv=None):
         pass
     with open(args.out, 'w') as f:
         json.dump({'machine': machine, 'results': results, 'runs': runs}, f, indent=1)
-    print(json.dumps(machine))
+    text = json.dumps(machine) + '\n' + text
+    with open(os.path.splitext(args.out)[0] + '.txt', 'w') as f:  # the table, as printed
+        f.write(text + '\n')
     print(text)
 
 

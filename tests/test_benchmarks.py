@@ -58,7 +58,7 @@ def test_each_peer_is_paired_with_its_own_method():
     assert 'mxnet layer step / jax layer step' in text and '0.50 0.50 2.00' in text
     lines = run.targets(run.combine(runs), runs).splitlines()
     folx = next(ln for ln in lines if ln.strip().startswith('W2 step, mxnet / folx'))
-    assert ' 0.50 ' in folx and folx.endswith(' met')
+    assert ' 0.500 ' in folx and folx.endswith(' met')
 
 
 def test_value_differences_compare_each_peer_with_mxnet():
@@ -81,7 +81,7 @@ def test_targets_report_met_missed_and_unmeasured():
         return next(ln for ln in lines if ln.strip().startswith(name))
     assert line('W2 overhead').endswith(' met')  # 3.0 <= 4.5
     assert line('W2 step, mxnet / torch').endswith('MISSED')  # 0.75 > 0.7
-    assert ' 1.35 ' in line('W2 peak memory')  # 202 / 150
+    assert ' 1.347 ' in line('W2 peak memory')  # 202 / 150
     assert line('W1 overhead').endswith('not measured in this run')
 
 
@@ -107,7 +107,8 @@ def test_runner_measures_w1_in_child_processes(tmp_path):
         assert ('interleaved_ratio' in r) == (m != 'plain')
         assert r['value'] > 0 and r['version'] == 'mxnet 1.9.1'  # the loss before training
     w1 = [ln for ln in res.stdout.splitlines() if ln.strip().startswith('W1 overhead')][0]
-    assert f"{rows['layer']['interleaved_ratio']:6.2f}" in w1
+    assert f"{rows['layer']['interleaved_ratio']:7.3f}" in w1
+    assert (tmp_path / 'r.txt').read_text().strip().endswith(res.stdout.strip()[-200:])
 
 
 def _taylor_run(fw, method, rep, median, value):

@@ -140,7 +140,10 @@ def _batch_norm(F, eqn, xs, options):
             eqn.op, eqn.name, 'inside a hybridized parent the mode is chosen when its graph '
             'runs, and in training BatchNorm normalises by the batch: call the per-sample '
             'block outside the hybridized parent, or set use_global_stats=True')
-    if axis == 1 and len(shape) > 2 and None not in shape[1:]:
+    # Per-sample blocks fold K directions into the batch axis; there the broadcasting
+    # form scales them all by one (1, C, 1, 1) array, where the matrix-product form would
+    # repeat a full (N, C, *space) one K times (and they see running statistics only).
+    if axis == 1 and len(shape) > 2 and None not in shape[1:] and not options.per_sample:
         return [_batch_norm_by_channels(F, eqn, xs, running, options)]
     return [_batch_norm_by_broadcasts(F, eqn, xs, running, options, axis)]
 
