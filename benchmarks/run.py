@@ -118,8 +118,8 @@ def run_one(framework, workload, method, args, env):
 
 
 def workload_methods(framework):
-    """The WORKLOADS table of workloads.py or torch_workloads.py, read without importing
-    the framework."""
+    """The WORKLOADS table of workloads.py, torch_workloads.py or jax_workloads.py, read
+    without importing the framework."""
     name = {'mxnet': 'workloads.py', 'torch': 'torch_workloads.py',
             'jax': 'jax_workloads.py'}[framework]
     with open(os.path.join(HERE, name)) as f:
