@@ -471,3 +471,14 @@ def test_batchnorm_lowering_computes_what_mxnet_computes_in_training(shape, axis
                 got, ref = lowered(x).asnumpy(), net(x).asnumpy()
             assert np.max(np.abs(got - ref)) < 2e-5 * max(np.max(np.abs(ref)), 1.0), \
                 (hybridize, training)
+
+
+def test_batchnorm_training_float32_onednn_moves_the_statistics_like_gluon():
+    """float32 with oneDNN on (its own process): the running statistics moved through an
+    InputGradient in training equal those Gluon's own layer moves (to rounding), and the
+    input gradient agrees with float64."""
+    from isolated import result_of, run_script
+    result = result_of(run_script('batchnorm_float32_check.py'))
+    for key, err in result.items():
+        limit = 1e-12 if key.startswith('float64') else 1e-5
+        assert err < limit, (key, err)
