@@ -44,6 +44,19 @@ def test_ode_seed_in_numpy_mode_reaches_1e3(tmp_path):
     assert os.path.getsize(png) > 10000
 
 
+def test_ode_seed_front_ends_train_to_the_same_numbers():
+    """Both front ends start from the same weights (the legacy Xavier draw) and see the
+    same batches, so they reach the same error (2,000 steps: 1.2e-2 both)."""
+    errors = []
+    for mode in ([], ['--numpy']):
+        res = _run(['examples/ode_seed.py', *mode, '--method', 'layer', '--steps', '2000',
+                    '--no-progress', '--plot', ''])
+        assert res.returncode == 0, res.stderr
+        line = next(l for l in res.stdout.splitlines() if l.startswith('InputGradient'))
+        errors.append(line.split()[1])
+    assert errors[0] == errors[1], errors
+
+
 def test_ode_seed_finite_difference_baseline_runs(tmp_path):
     res = _run(['examples/ode_seed.py', '--method', 'fd', '--steps', '200', '--no-progress',
                 '--plot', ''])
