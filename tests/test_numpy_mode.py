@@ -433,3 +433,48 @@ def test_export_onnx_of_a_numpy_network(tmp_path):
     got, = session.run(None, {'input0': x.asnumpy()})
     want = mg.Laplacian(OutputSum(net))(x).asnumpy()
     assert relative_error(got, want) < 1e-5
+
+
+# ----- einsum over random subscripts (hypothesis) -----
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def einsum_cases(draw):
+    """1-3 operands over the letters 'bijk' (b first in each, the batch axis, and kept),
+    sizes 2-3, each letter at most once per operand; the output any subset in any order,
+    explicit, or NumPy's implicit one."""
+    sizes = {'b': 2, 'i': draw(st.integers(2, 3)), 'j': draw(st.integers(2, 3)),
+             'k': draw(st.integers(1, 3))}
+    count = draw(st.integers(1, 3))
+    terms = ['b' + ''.join(draw(st.permutations('ijk'))[:draw(st.integers(0, 3))])
+             for _ in range(count)]
+    used = sorted(set(''.join(terms)) - {'b'})
+    if draw(st.booleans()):
+        rest = draw(st.permutations(used))[:draw(st.integers(0, len(used)))]
+        subscripts = ','.join(terms) + '->' + 'b' + ''.join(rest)
+    else:
+        subscripts = ','.join(terms)
+    shapes = [tuple(sizes[c] for c in t) for t in terms]
+    return subscripts, shapes
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(einsum_cases())
+def test_einsum_over_random_subscripts(case):
+    """The lowering computes NumPy's einsum, and its derivatives match central
+    differences, for every operand."""
+    from helpers import exact_primal
+    subscripts, shapes = case
+    args = [np_array(s, seed=i) for i, s in enumerate(shapes)]
+    want = onp.einsum(subscripts, *[a.asnumpy() for a in args])
+    if want.ndim:
+        net = Lambda(lambda F, *xs: F.np.einsum(subscripts, *xs))
+    else:  # (a full contraction: shape () in NumPy mode, (1,) in derived graphs)
+        want = want.reshape(1)
+        net = Lambda(lambda F, *xs: F.np.reshape(F.np.einsum(subscripts, *xs), (1,)))
+    got = exact_primal(net)(*args).asnumpy()
+    assert got.shape == want.shape, (subscripts, got.shape, want.shape)
+    assert relative_error(got, want) < 1e-12, subscripts
+    for wrt in range(len(args)):
+        check_grads(net, args, wrt=wrt, order=1)
