@@ -100,13 +100,16 @@ def test_input_gradient_and_laplacian(name):
     assert relative_error(lap(x).asnumpy(), fd_laplacian(mg.Jacobian(scalar), [x], 0)) < 1e-6
 
 
+@pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('name', ['conv_critic', 'conv_classifier'])
-def test_gradient_penalty_parameter_gradients(name):
-    """WGAN-GP's term (|grad_x D(x)| - 1)^2 trained through: parameter gradients vs FD."""
+def test_gradient_penalty_parameter_gradients(name, hybridize):
+    """WGAN-GP's term (|grad_x D(x)| - 1)^2 trained through: parameter gradients vs FD
+    (in training: conv_critic's BatchNorm of (N, C, H, W) uses batch statistics)."""
     net, x = _net(name)
     scalar = _seq(net, nn.HybridLambda(lambda F, y: F.sum(y, axis=1, keepdims=True)))
     block = mg.InputGradient(scalar)
-    block.hybridize()
+    if hybridize:
+        block.hybridize()
 
     def penalty(outputs):
         g = outputs[0]

@@ -84,7 +84,6 @@ class _Channels:
         self.channels = shape[1]
         self.spatial = int(np.prod(shape[2:]))
         self.dtype = np.dtype(dtype or 'float32').name
-        self.rows = None  # an (N, C) array: the batch size for `spread`
 
     def sample_means(self, t):
         """(N, C): each sample's and channel's mean over space."""
@@ -92,19 +91,17 @@ class _Channels:
         column = F.full(shape=(1, S), val=1.0 / S, dtype=self.dtype)
         means = F.FullyConnected(F.reshape(t, shape=(-1, S)), column, num_hidden=1,
                                  no_bias=True)
-        rows = F.reshape(means, shape=(-1, self.channels))
-        if self.rows is None:
-            self.rows = rows
-        return rows
+        return F.reshape(means, shape=(-1, self.channels))
 
     def mean(self, t):
         """(1, C): the mean over batch and space."""
         return self.F.mean(self.sample_means(t), axis=0, keepdims=True)
 
-    def spread(self, v):
-        """(1, C) -> (N, C, *space): each channel's value everywhere in it."""
+    def spread(self, v, rows):
+        """(1, C) -> (N, C, *space): each channel's value everywhere in it; ``rows``, any
+        (N, C) array, gives the batch size."""
         F, S = self.F, self.spatial
-        column = F.reshape(F.broadcast_like(v, self.rows), shape=(-1, 1))
+        column = F.reshape(F.broadcast_like(v, rows), shape=(-1, 1))
         full = F.FullyConnected(column, F.ones(shape=(S, 1), dtype=self.dtype),
                                 num_hidden=S, no_bias=True)
         return F.reshape(full, shape=(-1,) + self.shape[1:])
@@ -162,13 +159,15 @@ def _batch_norm_by_channels(F, eqn, xs, running, options):
         return scale if eqn.attrs.get('fix_gamma', True) else F.elemwise_mul(row(gamma), scale)
 
     if running:  # an affine map per channel
-        ch.rows = F.BlockGrad(F.reshape(F.slice_axis(F.reshape(x, shape=(0, 0, -1)), axis=2,
-                                                     begin=0, end=1), shape=(0, 0)))
+        rows = F.BlockGrad(F.reshape(F.slice_axis(F.reshape(x, shape=(0, 0, -1)), axis=2,
+                                                  begin=0, end=1), shape=(0, 0)))
         scale = scaled(row(var_))
         shift = F.elemwise_sub(row(beta), F.elemwise_mul(row(mean), scale))
-        return F.elemwise_add(F.elemwise_mul(x, ch.spread(scale)), ch.spread(shift))
-    batch_mean = ch.mean(x)
-    centred = F.elemwise_sub(x, ch.spread(batch_mean))
+        return F.elemwise_add(F.elemwise_mul(x, ch.spread(scale, rows)),
+                              ch.spread(shift, rows))
+    rows = ch.sample_means(x)
+    batch_mean = F.mean(rows, axis=0, keepdims=True)
+    centred = F.elemwise_sub(x, ch.spread(batch_mean, rows))
     batch_var = F.elemwise_add(ch.mean(F.square(centred)), _running_stats_mover(F, eqn, xs))
     if options.training:  # batch statistics (they couple the samples)
         scale = scaled(batch_var)
@@ -184,7 +183,8 @@ def _batch_norm_by_channels(F, eqn, xs, running, options):
                                       F.broadcast_mul(row(var_), off)))
         offset = F.broadcast_mul(F.elemwise_sub(batch_mean, row(mean)), off)
         shift = F.elemwise_add(row(beta), F.elemwise_mul(offset, scale))
-    return F.elemwise_add(F.elemwise_mul(centred, ch.spread(scale)), ch.spread(shift))
+    return F.elemwise_add(F.elemwise_mul(centred, ch.spread(scale, rows)),
+                          ch.spread(shift, rows))
 
 
 def _batch_norm_by_broadcasts(F, eqn, xs, running, options, axis):
