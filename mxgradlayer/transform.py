@@ -88,6 +88,9 @@ class RuleContext:
         # weights of the top Taylor coefficient while a rule that collapses it itself
         # (``rule.collapses``) computes it; None otherwise
         self.collapsing = None
+        # the all-ones seeds of a reverse sweep (`reverse`'s ``unit_seeds``): a product
+        # with one is its other factor, so no operator is spent on it
+        self._units = []
 
     def needs(self, j):
         """Whether a VJP rule must compute the cotangent of input ``j`` (it depends on
@@ -121,11 +124,22 @@ class RuleContext:
             return None
         F = self.F
         if self.K == 1:
+            if not broadcast and any(t is u for u in self._units):
+                return d
             return F.broadcast_mul(t, d) if broadcast else F.elemwise_mul(t, d)
         if not broadcast:
             return F.elemwise_mul(t, self.repeat(d))
         unfolded = F.reshape(t, shape=(-4, self.K, -1, -2))
         return F.reshape(F.broadcast_mul(unfolded, F.expand_dims(d, axis=0)), shape=(-3, -2))
+
+    def memo_value(self, x, what, make):
+        """``make(x)``, built once per sweep for the value ``x`` (a primal array or
+        Symbol) and ``what`` is made of it."""
+        # keyed by identity; the entry holds x itself, so the id cannot be reused meanwhile
+        key = (id(x), what)
+        if key not in self._memo or self._memo[key][0] is not x:
+            self._memo[key] = (x, make(x))
+        return self._memo[key][1]
 
     def repeat(self, x):
         """Primal ``x`` (B, *s) repeated for the K folded directions: (K*B, *s).
@@ -135,11 +149,8 @@ class RuleContext:
         """
         if self.K == 1:
             return x
-        # keyed by identity; the entry holds x itself, so the id cannot be reused meanwhile
-        key = (id(x), 'repeat', self.K)
-        if key not in self._memo or self._memo[key][0] is not x:
-            self._memo[key] = (x, self.F.concat(*([x] * self.K), dim=0))
-        return self._memo[key][1]
+        return self.memo_value(x, ('repeat', self.K),
+                               lambda x: self.F.concat(*([x] * self.K), dim=0))
 
     def sum_directions(self, t):
         """Sum folded directions (K*B, *s) -> (B, *s)."""
@@ -426,11 +437,15 @@ def taylor(F, graph, inputs, params, jets):
     return outs, [[ser[n][k] for n, k in graph.heads] for ser in sers]
 
 
-def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
+def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None,
+            unit_seeds=False):
     """Reverse sweep: ``cotangents(outputs)`` returns one folded cotangent per head.
 
     Returns ``(outputs, grads)`` with one gradient per position in ``wrt``; a gradient
-    that is structurally zero comes back as None.
+    that is structurally zero comes back as None.  ``unit_seeds``: the cotangents are
+    all ones (``ones_like`` of the outputs, K = 1), so an elementwise product with them
+    is the other factor (u = x g(x) + 1, a PINN's boundary ansatz, then costs no
+    multiplication by its seed).
     """
     F = unrecorded(F)
     c = RuleContext(F, K, per_sample)
@@ -438,7 +453,10 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
     vals = evaluate_primal(F, graph, inputs, params, c._memo)
     grads = {}
     outs = [vals[n][k] for n, k in graph.heads]
-    for (n, k), g in zip(graph.heads, cotangents(outs)):
+    seeds = list(cotangents(outs))
+    if unit_seeds and K == 1:
+        c._units = [g for g in seeds if g is not None]
+    for (n, k), g in zip(graph.heads, seeds):
         if n in live and g is not None:
             grads[(n, k)] = add(F, grads.get((n, k)), g)
     for eqn in reversed(graph.nodes):
@@ -457,5 +475,10 @@ def reverse(F, graph, inputs, params, wrt, cotangents, K=1, per_sample=None):
             if in_gs[j] is not None:
                 key = eqn.inputs[j]
                 grads[key] = add(F, grads.get(key), in_gs[j])
-    return outs, [grads.get((graph.input_nids[p], 0)) if graph.input_nids[p] is not None
-                  else None for p in wrt]
+    results = [grads.get((graph.input_nids[p], 0)) if graph.input_nids[p] is not None
+               else None for p in wrt]
+    # with unit seeds a gradient can be a primal value itself (d(x y)/dx = y, an input):
+    # returned as a copy, never as an alias of an array the caller holds
+    primal = [v for vs in vals.values() for v in vs]
+    return outs, [F.identity(g) if g is not None and any(g is v for v in primal) else g
+                  for g in results]

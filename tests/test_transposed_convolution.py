@@ -55,3 +55,13 @@ def test_transposed_convolution_is_the_convolution_backward(n, kernel, stride, d
                                                             channels, filters, groups):
     for size in (5, 8) if n < 3 else (5,):
         _check(n, kernel, stride, dilate, pad, channels, filters, groups, size)
+
+
+@pytest.mark.parametrize('kernel,stride,pad', [(3, 2, 1), (1, 2, 0), (2, 3, 0)])
+@pytest.mark.parametrize('size', [60, 200])
+def test_wide_last_axis_both_interleaves(kernel, stride, pad, size):
+    """The phases (and the zero spread) are interleaved along the last axis by a
+    permutation-matrix product up to 128 columns and by stack beyond: both forms, in 1-D
+    and 2-D, against MXNet's backward."""
+    _check(1, (kernel,), (stride,), (1,), (pad,), 2, 3, 1, size)
+    _check(2, (kernel, kernel), (stride, stride), (1, 1), (pad, pad), 2, 3, 1, size)

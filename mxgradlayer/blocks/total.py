@@ -71,7 +71,7 @@ class InputGradient(DerivativeBlock):
     def _compute(self, F, graph, inputs, vectors, params):
         pos = self._positions(len(inputs))
         outs, grads = reverse(F, graph, inputs, params, pos,
-                              lambda outs: [F.ones_like(o) for o in outs])
+                              lambda outs: [F.ones_like(o) for o in outs], unit_seeds=True)
         grad = self._pack([F.zeros_like(inputs[p]) if g is None else g
                            for p, g in zip(pos, grads)])
         if not self._return_output:

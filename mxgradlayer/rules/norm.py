@@ -85,42 +85,57 @@ class _Channels:
         self.spatial = int(np.prod(shape[2:]))
         self.dtype = np.dtype(dtype or 'float32').name
 
+    def rows(self, x):
+        """(N, C, *space) -> (N*C, S): the view every other method takes and returns.
+        A BatchNorm reshapes once into it and once out of it (`unrows`): each reshape
+        costs a copy in MXNet's backward, and once more in a derivative's."""
+        return self.F.reshape(x, shape=(-1, self.spatial))
+
+    def unrows(self, t):
+        return self.F.reshape(t, shape=(-1,) + self.shape[1:])
+
     def sample_means(self, t):
-        """(N, C): each sample's and channel's mean over space."""
+        """(N*C, S) -> (N, C): each sample's and channel's mean over space."""
         F, S = self.F, self.spatial
         column = F.full(shape=(1, S), val=1.0 / S, dtype=self.dtype)
-        means = F.FullyConnected(F.reshape(t, shape=(-1, S)), column, num_hidden=1,
-                                 no_bias=True)
+        means = F.FullyConnected(t, column, num_hidden=1, no_bias=True)
         return F.reshape(means, shape=(-1, self.channels))
 
     def mean(self, t):
-        """(1, C): the mean over batch and space."""
+        """(N*C, S) -> (1, C): the mean over batch and space."""
         return self.F.mean(self.sample_means(t), axis=0, keepdims=True)
 
     def spread(self, v, rows):
-        """(1, C) -> (N, C, *space): each channel's value everywhere in it; ``rows``, any
+        """(1, C) -> (N*C, S): each channel's value everywhere in it; ``rows``, any
         (N, C) array, gives the batch size."""
         F, S = self.F, self.spatial
         column = F.reshape(F.broadcast_like(v, rows), shape=(-1, 1))
-        full = F.FullyConnected(column, F.ones(shape=(S, 1), dtype=self.dtype),
+        return F.FullyConnected(column, F.ones(shape=(S, 1), dtype=self.dtype),
                                 num_hidden=S, no_bias=True)
-        return F.reshape(full, shape=(-1,) + self.shape[1:])
 
 
-def _running_stats_mover(F, eqn, xs):
+def _running_stats_mover(F, eqn, xs, batch_mean, batch_var):
     """A zero of shape (1, C) through which a backward pass moves the running statistics.
 
-    MXNet moves them in BatchNorm's backward.  Its kernel runs here on a detached copy
-    of x, and this zero, made of its output, joins the batch variance, which every value
-    and derivative reads: any backward pass through them moves the statistics once, as
-    Gluon's own layer does (and not at all outside training).  One element of the
-    kernel's normalised output is read too (the kernel insists on writing it); by
-    slice_axis, not slice: MXNet's oneDNN slice of a blocked layout divides by zero."""
+    MXNet moves them in BatchNorm's backward.  Its kernel runs here on a stand-in for
+    the batch: the two samples mean - std and mean + std per channel (detached), whose
+    mean and (biased) variance are the batch's, so the kernel moves the statistics as it
+    would on the whole batch, at a negligible cost (on the batch itself, its forward and
+    backward were a tenth of a ResNet-20 gradient-penalty step).  This zero, made of the
+    kernel's output, joins the batch variance, which every value and derivative reads:
+    any backward pass through them moves the statistics once, as Gluon's own layer does
+    (and not at all outside training).  One element of the kernel's normalised output is
+    read too (the kernel insists on writing it); by slice_axis, not slice: MXNet's oneDNN
+    slice of a blocked layout divides by zero.  ``batch_mean``, ``batch_var``: (1, C)
+    after reshaping, the batch's statistics along the BatchNorm's axis."""
     attrs = {k: v for k, v in eqn.raw_attrs.items() if not k.startswith('__')}
-    attrs.update(output_mean_var='True', attr={KEEP_MARK: '1'})
-    kernel = F.BatchNorm(F.BlockGrad(xs[0]), *xs[1:], **attrs)
+    attrs.update(output_mean_var='True', axis='1', attr={KEEP_MARK: '1'})
+    centre = F.BlockGrad(F.reshape(batch_mean, shape=(1, -1)))
+    std = F.sqrt(F.BlockGrad(F.reshape(batch_var, shape=(1, -1))))
+    pair = F.reshape(F.concat(centre - std, centre + std, dim=0), shape=(2, -1, 1, 1))
+    kernel = F.BatchNorm(pair, *xs[1:], **attrs)
     corner = kernel[0]
-    for a in range(len(eqn.in_shapes[0])):
+    for a in range(4):
         corner = F.slice_axis(corner, axis=a, begin=0, end=1)
     return F.broadcast_add(F.reshape(kernel[1], shape=(1, -1)),
                            F.reshape(corner, shape=(1, 1))) * 0.0
@@ -163,12 +178,17 @@ def _batch_norm_by_channels(F, eqn, xs, running, options):
                                                   begin=0, end=1), shape=(0, 0)))
         scale = scaled(row(var_))
         shift = F.elemwise_sub(row(beta), F.elemwise_mul(row(mean), scale))
-        return F.elemwise_add(F.elemwise_mul(x, ch.spread(scale, rows)),
-                              ch.spread(shift, rows))
+        return ch.unrows(F.elemwise_add(F.elemwise_mul(ch.rows(x), ch.spread(scale, rows)),
+                                        ch.spread(shift, rows)))
+    x = ch.rows(x)
     rows = ch.sample_means(x)
     batch_mean = F.mean(rows, axis=0, keepdims=True)
-    centred = F.elemwise_sub(x, ch.spread(batch_mean, rows))
-    batch_var = F.elemwise_add(ch.mean(F.square(centred)), _running_stats_mover(F, eqn, xs))
+    # x + spread(-mean), not x - spread(mean): a derivative then negates a (1, C) array
+    # instead of a full-size cotangent
+    centred = F.elemwise_add(x, ch.spread(batch_mean * -1.0, rows))
+    batch_var = ch.mean(F.square(centred))
+    batch_var = F.elemwise_add(batch_var,
+                               _running_stats_mover(F, eqn, xs, batch_mean, batch_var))
     if options.training:  # batch statistics (they couple the samples)
         scale = scaled(batch_var)
         shift = row(beta)
@@ -183,8 +203,8 @@ def _batch_norm_by_channels(F, eqn, xs, running, options):
                                       F.broadcast_mul(row(var_), off)))
         offset = F.broadcast_mul(F.elemwise_sub(batch_mean, row(mean)), off)
         shift = F.elemwise_add(row(beta), F.elemwise_mul(offset, scale))
-    return F.elemwise_add(F.elemwise_mul(centred, ch.spread(scale, rows)),
-                          ch.spread(shift, rows))
+    return ch.unrows(F.elemwise_add(F.elemwise_mul(centred, ch.spread(scale, rows)),
+                                    ch.spread(shift, rows)))
 
 
 def _batch_norm_by_broadcasts(F, eqn, xs, running, options, axis):
@@ -203,8 +223,8 @@ def _batch_norm_by_broadcasts(F, eqn, xs, running, options, axis):
     axes = tuple(i for i in range(rank) if i != axis)
     batch_mean = F.mean(x, axis=axes, keepdims=True)
     batch_var = F.mean(F.square(F.broadcast_sub(x, batch_mean)), axis=axes, keepdims=True)
-    mover = _per_channel(F, F.reshape(_running_stats_mover(F, eqn, xs), shape=(-1,)),
-                         rank, axis)
+    mover = _running_stats_mover(F, eqn, xs, batch_mean, batch_var)
+    mover = _per_channel(F, F.reshape(mover, shape=(-1,)), rank, axis)
     batch_var = F.broadcast_add(batch_var, mover)
     if options.training:
         centre, spread = batch_mean, batch_var
