@@ -187,8 +187,8 @@ def _spread(F, g, stride, size, in_size, dtype):
 
 
 def _interleave(F, parts, axis, rank, length, dtype):
-    """Row q * s + r of the result is row q of ``parts[r]`` along ``axis`` (None: zeros);
-    each part has ``length`` rows there.
+    """Row q * s + r of the result is row q of ``parts[r]`` along ``axis``; each part has
+    ``length`` rows there, and the parts after the first may be None (zeros).
 
     Along the last axis, as a product with a permutation matrix (FullyConnected over that
     axis; only the columns of the parts present), up to s * length = 128: MXNet's stack
@@ -204,14 +204,10 @@ def _interleave(F, parts, axis, rank, length, dtype):
         eye = F.eye(n, dtype=np.dtype(dtype or 'float32').name)
         perm = F.reshape(F.transpose(F.reshape(eye, shape=(s, length, n)), axes=(1, 0, 2)),
                          shape=(n, n))
-        present = [r for r, p in enumerate(parts) if p is not None]
-        if present == list(range(len(present))):  # a leading run: one slice of columns
-            weight = F.slice_axis(perm, axis=1, begin=0, end=len(present) * length)
-        else:
-            weight = F.concat(*[F.slice_axis(perm, axis=1, begin=r * length,
-                                              end=(r + 1) * length) for r in present], dim=1)
-        data = parts[present[0]] if len(present) == 1 else \
-            F.concat(*[parts[r] for r in present], dim=axis)
+        present = [p for p in parts if p is not None]
+        assert all(p is not None for p in parts[:len(present)]), 'zeros only at the end'
+        weight = F.slice_axis(perm, axis=1, begin=0, end=len(present) * length)
+        data = present[0] if len(present) == 1 else F.concat(*present, dim=axis)
         return F.FullyConnected(data, weight, num_hidden=n, no_bias=True, flatten=False)
     parts = [F.zeros_like(parts[0]) if p is None else p for p in parts]
     woven = F.stack(*parts, axis=axis + 1)  # (.., q, r, ..) -> row q * s + r
