@@ -136,6 +136,20 @@ def best_pairing(exact, f, scale):
     return min(abs(exact - (f(h) - f(-h)) / (2 * h)) for h in STEPS) / max(scale, 1e-30)
 
 
+def near_a_kink(case, net, x, v, w, out64, grads64, relative=1e-6):
+    """Whether the float64 results move by the float32 tolerance when x moves by a
+    relative 1e-6 (some tens of float32 roundings) either way: a kink (a ReLU input, a
+    max-pooling tie) lies that close."""
+    noise = np.random.default_rng(1).standard_normal(x.shape)
+    flat = lambda gs: np.concatenate([g.ravel() for g in gs])
+    for sign in (1.0, -1.0):
+        out, grads = run(case, net, x * (1.0 + sign * relative * noise), v, w, 'float64')
+        if max(l2_error(out, out64), l2_error(flat(grads), flat(grads64))) >= \
+                FLOAT32_TOLERANCE / 2:
+            return True
+    return False
+
+
 def check(case):
     print('case', case, flush=True)
     net, x, rng = build(case)
@@ -145,11 +159,19 @@ def check(case):
     out32, grads32 = run(case, net, x, v, w, 'float32')
     net.cast('float64')
     out64, grads64 = run(case, net, x, v, w, 'float64')
-    err = l2_error(out32, out64)
-    assert err < FLOAT32_TOLERANCE, f'{case["block"]} float32 vs float64: {err:.3g}'
     flat = lambda gs: np.concatenate([g.ravel() for g in gs])
-    err = l2_error(flat(grads32), flat(grads64))
-    assert err < FLOAT32_TOLERANCE, f'parameter gradients float32 vs float64: {err:.3g}'
+    errors = (l2_error(out32, out64), l2_error(flat(grads32), flat(grads64)))
+    if max(errors) >= FLOAT32_TOLERANCE and near_a_kink(case, net, x, v, w, out64, grads64):
+        # float64's own derivative jumps within float32 rounding of x: which side float32
+        # lands on is rounding, and the comparison is no oracle here (the soak found a
+        # ReLU input of 4.5e-9 in float64 that MXNet's float32 BatchNorm made -1.6e-8,
+        # moving MXNet's own float32 gradient by 4.9 %); differences check the point
+        print('float32 vs float64 not compared: a kink within rounding', errors, flush=True)
+    else:
+        assert errors[0] < FLOAT32_TOLERANCE, \
+            f'{case["block"]} float32 vs float64: {errors[0]:.3g}'
+        assert errors[1] < FLOAT32_TOLERANCE, \
+            f'parameter gradients float32 vs float64: {errors[1]:.3g}'
 
     # float64 against central differences of what the block differentiates, in its mode
     X, V = nd.array(x, dtype='float64'), nd.array(v, dtype='float64')
