@@ -128,6 +128,10 @@ def run(case, net, x, v, w, dtype):
                                               for p in params]
 
 
+def flat(arrays):
+    return np.concatenate([a.ravel() for a in arrays])
+
+
 def l2_error(got, ref):
     return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
 
@@ -141,7 +145,6 @@ def near_a_kink(case, net, x, v, w, out64, grads64, relative=1e-6):
     relative 1e-6 (some tens of float32 roundings) either way: a kink (a ReLU input, a
     max-pooling tie) lies that close."""
     noise = np.random.default_rng(1).standard_normal(x.shape)
-    flat = lambda gs: np.concatenate([g.ravel() for g in gs])
     for sign in (1.0, -1.0):
         out, grads = run(case, net, x * (1.0 + sign * relative * noise), v, w, 'float64')
         if max(l2_error(out, out64), l2_error(flat(grads), flat(grads64))) >= \
@@ -159,7 +162,6 @@ def check(case):
     out32, grads32 = run(case, net, x, v, w, 'float32')
     net.cast('float64')
     out64, grads64 = run(case, net, x, v, w, 'float64')
-    flat = lambda gs: np.concatenate([g.ravel() for g in gs])
     errors = (l2_error(out32, out64), l2_error(flat(grads32), flat(grads64)))
     if max(errors) >= FLOAT32_TOLERANCE and near_a_kink(case, net, x, v, w, out64, grads64):
         # float64's own derivative jumps within float32 rounding of x: which side float32
