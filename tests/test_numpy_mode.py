@@ -14,6 +14,7 @@ import tempfile
 import numpy as onp
 import mxnet as mx
 import pytest
+from hypothesis import given, settings, strategies as st
 from mxnet import autograd, gluon, npx
 from mxnet.gluon import nn
 
@@ -23,7 +24,7 @@ from mxgradlayer.errors import UnsupportedOperatorError
 from mxgradlayer.test_util import (check_grads, check_param_grads, check_taylor,
                                    fd_laplacian, relative_error)
 
-from helpers import Lambda, OutputSum, d2l_resnet
+from helpers import Lambda, OutputSum, d2l_resnet, exact_primal
 from isolated import result_of, run_script
 from op_specs import NUMPY_SPECS
 
@@ -69,7 +70,6 @@ def test_numpy_operator_rules(spec):
 def test_numpy_lowerings_compute_what_mxnet_computes(spec):
     """The rows above differentiate the lowered graph; this checks that the lowering is
     the function MXNet's own NumPy kernels compute (float64)."""
-    from helpers import exact_primal
     net = Lambda(spec.fn)
     args = spec_args(spec)
     kernels = Lambda(spec.ref) if spec.ref else net  # (ref: MXNet's kernel is float32)
@@ -436,7 +436,6 @@ def test_export_onnx_of_a_numpy_network(tmp_path):
 
 
 # ----- einsum over random subscripts (hypothesis) -----
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @st.composite
@@ -464,7 +463,6 @@ def einsum_cases(draw):
 def test_einsum_over_random_subscripts(case):
     """The lowering computes NumPy's einsum, and its derivatives match central
     differences, for every operand."""
-    from helpers import exact_primal
     subscripts, shapes = case
     args = [np_array(s, seed=i) for i, s in enumerate(shapes)]
     want = onp.einsum(subscripts, *[a.asnumpy() for a in args])
