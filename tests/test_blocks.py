@@ -384,3 +384,24 @@ def test_a_gradient_that_is_an_input_is_a_copy(flags):
     assert g is not y and relative_error(g.asnumpy(), y.asnumpy()) == 0
     g[:] = 0  # writing into the result leaves the input alone
     assert relative_error(y.asnumpy(), array((3, 2), seed=13).asnumpy()) == 0
+
+
+@pytest.mark.parametrize('flags', HYBRID, ids=HYBRID_IDS)
+def test_data_cotangents_as_transposed_fully_connected(flags):
+    """Weights of 4096 elements (the 64 x 64 layer) and thin ones of 64 or more (the
+    1 x 64 head) take `linalg._gemm_pays`'s FullyConnected-against-the-transpose form,
+    the small first layer (64 x 4) dot: both to second order against central
+    differences, and the parameter gradients of a penalty on the input gradient."""
+    from mxgradlayer.rules.linalg import _gemm_pays
+    assert _gemm_pays(64, 64) and _gemm_pays(1, 80) and _gemm_pays(64, 1)
+    assert not _gemm_pays(8, 4) and not _gemm_pays(1, 32)
+    net = mlp([64, 64, 1], 'tanh', in_units=4)
+    net[0].weight.set_data(net[0].weight.data() * 0.3)
+    net[1].weight.set_data(net[1].weight.data() * 0.2)
+    x = array((3, 4), seed=14)
+    check_grads(net, [x], order=2, hybridize=flags is not None)
+    blk = _maybe_hybridize(mg.InputGradient(net), flags)
+    check_param_grads(blk, [x])
+    if flags is not None:
+        ops = [n['op'] for n in __import__('json').loads(blk._cached_graph[1].tojson())['nodes']]
+        assert ops.count('transpose') == 2 and ops.count('dot') == 1, ops
