@@ -198,10 +198,10 @@ def def_elementwise(op, d1, d2=None, ratio=None, nth=None, ode=None, aliases=(),
         return c.memo((eqn.nid, 'd1'), lambda: d1(c.F, xs[0], ans[0], eqn.attrs))
 
     def jvp(c, eqn, xs, ans, ts):
-        return [c.scale(ts[0], first(c, eqn, xs, ans))]
+        return [c.scale(ts[0], first(c, eqn, xs, ans), eqn=eqn)]
 
     def vjp(c, eqn, xs, ans, gs):
-        return [c.scale(gs[0], first(c, eqn, xs, ans))]
+        return [c.scale(gs[0], first(c, eqn, xs, ans), eqn=eqn)]
 
     def curvature(c, eqn, xs, ans, ts):
         if d2 is None:
@@ -210,12 +210,12 @@ def def_elementwise(op, d1, d2=None, ratio=None, nth=None, ode=None, aliases=(),
         second = c.memo((eqn.nid, 'd2'), lambda: d2(c.F, xs[0], ans[0], eqn.attrs, **extra))
         if second is None:  # f'' = 0 for these attributes
             return [None]
-        return [c.F.elemwise_mul(second, c.sum_directions(c.F.square(ts[0])))]
+        return [c.F.elemwise_mul(second, c.sum_directions(c.F.square(ts[0]), eqn))]
 
     def laplacian(c, eqn, xs, ans, ts, ls):
         F = c.F
         r = c.memo((eqn.nid, 'ratio'), lambda: ratio(F, xs[0], ans[0], eqn.attrs))
-        inner = F.elemwise_mul(r, c.sum_directions(F.square(ts[0])))
+        inner = F.elemwise_mul(r, c.sum_directions(F.square(ts[0]), eqn))
         if ls[0] is not None:
             inner = F.elemwise_add(ls[0], inner)
         return [F.elemwise_mul(first(c, eqn, xs, ans), inner)]
@@ -293,7 +293,7 @@ def def_bilinear(op, product, transpose_left, transpose_right, shared_right=True
     def curvature(c, eqn, xs, ans, ts):
         if ts[0] is None or ts[1] is None:
             return [None]
-        return [c.sum_directions(product(c, eqn, ts[0], ts[1])) * 2.0]
+        return [c.sum_directions(product(c, eqn, ts[0], ts[1]), eqn) * 2.0]
 
     def taylor(c, eqn, xs, ans, ins, outs, k):
         return [cauchy(c.F, ins[0], ins[1], k, mul=lambda u, v: product(c, eqn, u, v))]

@@ -5,6 +5,7 @@ import pytest
 from mxnet import autograd
 
 import mxgradlayer as mg
+from mxgradlayer import transform
 from mxgradlayer.errors import SampleCouplingError
 from mxgradlayer.test_util import check_grads, fd_laplacian, relative_error
 
@@ -77,6 +78,42 @@ def test_forward_laplacian(spec, wrt, row):
     assert relative_error(got, ref) < 1e-6
     ht = mg.Laplacian(block, wrt, method='hessian_trace')(*args).asnumpy()
     assert relative_error(ht, ref) < 1e-6
+
+
+def _per_sample_derivatives(block, args, wrt, hybridize):
+    """Laplacian and Jacobian in both modes (the Hessian nests the same sweeps), or None
+    where refused."""
+    out = []
+    for make in (lambda: mg.Laplacian(block, wrt), lambda: mg.Jacobian(block, wrt, 'forward'),
+                 lambda: mg.Jacobian(block, wrt, 'reverse')):
+        blk = make()
+        if hybridize:
+            blk.hybridize()
+        try:
+            out.append(blk(*args).asnumpy())
+        except (SampleCouplingError, mg.errors.InputSpecError):
+            out.append(None)
+    return out
+
+
+@pytest.mark.parametrize('spec,wrt,row', list(_laplacian_cases()))
+def test_directions_folded_by_products(spec, wrt, row, monkeypatch):
+    """From `transform._GEMM_DIRECTIONS` directions on, sweeps sum and repeat over the
+    folded directions by matrix products instead of slices and concatenations.  The rows'
+    inputs have fewer directions than that, so the threshold is lowered here: every rule's
+    Laplacian and Jacobians must then be what they are by slices (which the test
+    above checks against finite differences), imperative and hybridized."""
+    args = _args(spec)
+    block = Lambda(spec.fn)
+    hybridize = row % 2 == 1
+    by_slices = _per_sample_derivatives(block, args, wrt, hybridize)
+    monkeypatch.setattr(transform, '_GEMM_DIRECTIONS', 2)
+    by_products = _per_sample_derivatives(block, args, wrt, hybridize)
+    for name, a, b in zip(('Laplacian', 'Jacobian forward', 'Jacobian reverse'),
+                          by_slices, by_products):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert relative_error(b, a) < 1e-12, name
 
 
 SAME_SHAPE_BINARY = [s for s in SPECS if len(s.shapes) == 2 and s.shapes[0] == s.shapes[1]

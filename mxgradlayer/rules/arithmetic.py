@@ -62,7 +62,7 @@ def _binary(op, partials, second, broadcast=False, taylor=None):
         for coef, u, v, k in ((daa, ta, ta, 1.0), (dab, ta, tb, 2.0), (dbb, tb, tb, 1.0)):
             if coef is None or u is None or v is None:
                 continue
-            s = c.sum_directions(F.elemwise_mul(u, v))
+            s = c.sum_directions(F.elemwise_mul(u, v), eqn)
             terms.append(F.broadcast_mul(s, coef) * k if coef is not ONE else s * k)
         if not terms:
             return [None]
