@@ -102,7 +102,7 @@ def test_directions_folded_by_products(spec, wrt, row, monkeypatch):
     folded directions by matrix products instead of slices and concatenations.  The rows'
     inputs have fewer directions than that, so the threshold is lowered here: every rule's
     Laplacian and Jacobians must then be what they are by slices (which the test
-    above checks against finite differences), imperative and hybridized."""
+    above checks against finite differences); odd rows hybridized, even ones imperative."""
     args = _args(spec)
     block = Lambda(spec.fn)
     hybridize = row % 2 == 1
