@@ -240,6 +240,7 @@ TARGETS = [
     ('W4 gradient penalty / plain (interleaved)', 3.0,
      lambda g, s: g('mxnet', 'W4', 'layer', 'interleaved_ratio')),
     ('W4 step, mxnet / torch (median over repeats)', 1.0, lambda g, s: s('W4', 'torch')),
+    ('W4MEAN step (pooling as a mean), mxnet / torch', 1.0, lambda g, s: s('W4MEAN', 'torch')),
     ('W2 peak memory, layer / plain', 2.0,
      lambda g, s: g('mxnet', 'W2', 'layer', 'peak_rss_mb') / g('mxnet', 'W2', 'plain', 'peak_rss_mb')),
 ]

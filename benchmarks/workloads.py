@@ -170,8 +170,19 @@ class _Residual(gluon.HybridBlock):
         return F.relu(h + skip)
 
 
-def resnet20():
-    """The W4 critic (benchmarks/resnet20.py), with its NumPy weights."""
+class _MeanOverSpace(gluon.HybridBlock):
+    """Global average pooling written as a mean: the same function as GlobalAvgPool2D,
+    without oneDNN's reference-kernel pooling backward (README, "Known MXNet 1.9.1
+    issues"), which also sends the BatchNorm backwards of the last stage to their
+    reference kernel."""
+
+    def hybrid_forward(self, F, x):
+        return F.mean(x, axis=(2, 3), keepdims=True)
+
+
+def resnet20(mean_head=False):
+    """The W4 critic (benchmarks/resnet20.py), with its NumPy weights; ``mean_head``:
+    its global average pooling written as a mean (W4MEAN)."""
     import resnet20 as spec
     net = gluon.nn.HybridSequential()
     with net.name_scope():
@@ -187,7 +198,8 @@ def resnet20():
                 blocks.append(block)
                 net.add(block)
                 channels = width
-        net.add(gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(1))
+        net.add(_MeanOverSpace() if mean_head else gluon.nn.GlobalAvgPool2D(),
+                gluon.nn.Dense(1))
     net.initialize()
     net(nd.zeros((1, 3, 32, 32)))
     values = spec.weights()
@@ -208,12 +220,12 @@ def resnet20():
     return net
 
 
-def w4(method):
+def w4(method, mean_head=False):
     """WGAN-GP critic step on a CIFAR-style ResNet-20 (BatchNorm, training mode), batch
     64 of 32x32x3, Adam: ``layer`` adds the penalty 10 (|grad_x D(x_hat)| - 1)^2 from
     InputGradient; the plain step is the same critic loss without it."""
     import resnet20 as spec
-    net = resnet20()
+    net = resnet20(mean_head)
     real, fake, eps = (nd.array(a) for a in spec.batch())
 
     def critic_loss(s, F, real, fake, eps):
@@ -228,6 +240,12 @@ def w4(method):
     return _step(loss_block, net.collect_params(), [real, fake, eps])
 
 
+def w4mean(method):
+    """W4 with the critic's global average pooling written as a mean (the workaround
+    the README gives for oneDNN's pooling backward); PyTorch's W4MEAN is its W4."""
+    return w4(method, mean_head=True)
+
+
 # workload -> methods; the first method is the reference step of the ratios
 WORKLOADS = {
     'W1': ['plain', 'layer', 'fd'],
@@ -237,4 +255,5 @@ WORKLOADS = {
     'LAP32': ['plain', 'layer'],
     'W3': ['plain', 'layer', 'rev_rev'],
     'W4': ['plain', 'layer'],
+    'W4MEAN': ['plain', 'layer'],
 }
